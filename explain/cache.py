@@ -1,0 +1,155 @@
+"""Results stored by content: (volume hash, model hash, method, layers, target, options, engine version).
+
+Two tiers, both bounded in bytes and evicting least-recently-used first:
+memory (shared by the app's sessions) and a disk folder that survives restarts.
+Disk entries are a JSON summary plus an `.npz` of the maps, read with
+`allow_pickle=False`: nothing in the cache can run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from explain import __version__
+from explain.engine import CamResult, Explanation
+
+
+def cache_key(
+    volume_hash: str, model_hash: str, method: str, layers: list[str] | None, target: object, **options: object
+) -> str:
+    """A stable hex key for one engine call."""
+    parts = {
+        "volume": volume_hash,
+        "model": model_hash,
+        "method": method,
+        "layers": list(layers or []),
+        "target": target if target is None or isinstance(target, (int, str)) else list(target),
+        "options": {k: v for k, v in sorted(options.items()) if v is not None},
+        "engine": __version__,
+    }
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _nbytes(e: Explanation) -> int:
+    return sum(r.cam.nbytes + r.raw_map.nbytes for r in e.results)
+
+
+class CamCache:
+    """Memory + disk LRU cache of `Explanation`s; thread-safe."""
+
+    def __init__(
+        self, directory: str | Path | None = None, max_disk_bytes: int = 2 * 1024**3, max_memory_bytes: int = 1024**3
+    ):
+        self.directory = Path(directory) if directory else None
+        self.max_disk_bytes = max_disk_bytes
+        self.max_memory_bytes = max_memory_bytes
+        self._memory: OrderedDict[str, Explanation] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+        if self.directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> Explanation | None:
+        with self._lock:
+            if key in self._memory:
+                self._memory.move_to_end(key)
+                self.hits += 1
+                return self._memory[key]
+        found = self._read_disk(key)
+        with self._lock:
+            if found is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            self._remember(key, found)
+        return found
+
+    def put(self, key: str, explanation: Explanation) -> None:
+        with self._lock:
+            self._remember(key, explanation)
+        self._write_disk(key, explanation)
+
+    def _remember(self, key: str, explanation: Explanation) -> None:
+        self._memory[key] = explanation
+        self._memory.move_to_end(key)
+        while len(self._memory) > 1 and sum(_nbytes(e) for e in self._memory.values()) > self.max_memory_bytes:
+            self._memory.popitem(last=False)
+
+    # -- disk ----------------------------------------------------------------------------
+    def _write_disk(self, key: str, e: Explanation) -> None:
+        if not self.directory:
+            return
+        arrays = {}
+        for i, r in enumerate(e.results):
+            arrays[f"cam_{i}"], arrays[f"raw_{i}"] = r.cam, r.raw_map
+        meta = e.summary()
+        tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, self.directory / f"{key}.npz")
+        (self.directory / f"{key}.json").write_text(json.dumps(meta))
+        self._evict_disk()
+
+    def _read_disk(self, key: str) -> Explanation | None:
+        if not self.directory:
+            return None
+        meta_path, data_path = self.directory / f"{key}.json", self.directory / f"{key}.npz"
+        if not (meta_path.exists() and data_path.exists()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(data_path, allow_pickle=False) as data:
+                results = [
+                    CamResult(
+                        m["method"],
+                        m["layer"],
+                        m["target"],
+                        m["target_name"],
+                        data[f"raw_{i}"],
+                        data[f"cam_{i}"],
+                        m["raw_peak"],
+                        m["warnings"],
+                    )
+                    for i, m in enumerate(meta["maps"])
+                ]
+        except (OSError, ValueError, KeyError):
+            return None  # a damaged entry is a miss; it is overwritten on the next put
+        os.utime(data_path)  # LRU on disk is by access time
+        return Explanation(
+            results,
+            meta["task"],
+            meta["class_names"],
+            np.asarray(meta["scores"], np.float32),
+            np.asarray(meta["probabilities"], np.float32),
+            meta["predicted"],
+            tuple(meta["model_grid"]),
+            meta["device"],
+            meta["timings_s"],
+            meta["volume_hash"],
+            meta["model_hash"],
+            meta["engine_version"],
+            meta["warnings"],
+        )
+
+    def _evict_disk(self) -> None:
+        entries = sorted(self.directory.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+        total = sum(p.stat().st_size for p in entries)
+        while entries and total > self.max_disk_bytes:
+            oldest = entries.pop(0)
+            total -= oldest.stat().st_size
+            oldest.unlink(missing_ok=True)
+            oldest.with_suffix(".json").unlink(missing_ok=True)
+
+
+_DEVICE_LOCK = threading.Lock()
+
+
+def device_lock() -> threading.Lock:
+    """One computation at a time on the device: concurrent users queue instead of running out of memory."""
+    return _DEVICE_LOCK
