@@ -137,7 +137,10 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch.export prints deprecation chatter on load; our own warnings go into the JSON report.
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except InputError as e:

@@ -190,6 +190,23 @@ def valid_methods(model: LoadedModel) -> list[str]:
     return [m for m in ALL_METHODS if m in GRADIENT_METHODS or vit]
 
 
+def classify(
+    model: LoadedModel, volume: Volume | np.ndarray, device: str | torch.device = "auto"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One forward pass without gradients: (scores, probabilities, predicted class)."""
+    volume = _as_volume(volume)
+    dev = resolve_device(device)
+    module = model.module.to(dev)
+    model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
+    x = plan_grid(volume.shape, volume.affine, model.card, model_shape).to_model(
+        volume.data, dev, model.input_shape[0] if model.input_shape else 1
+    )
+    with frozen(module), torch.no_grad():
+        prediction = predict(_run(module, x), model.card.task)
+    scores = prediction.scores.float().cpu().numpy()
+    return scores, prediction.probabilities.float().cpu().numpy(), prediction.predicted
+
+
 def explain(
     model: LoadedModel,
     volume: Volume | np.ndarray,

@@ -1,0 +1,169 @@
+"""The Streamlit app, driven headlessly with AppTest: sample flow, controls, bad uploads, caching."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import ROOT, SAMPLE
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _app(tmp_path, monkeypatch, **env) -> AppTest:
+    monkeypatch.setenv("CAMVIEWER_STATE_DIR", str(tmp_path / "state"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, str(v))
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+
+
+def _payload(at: AppTest) -> dict:
+    component = [x for x in at.main if getattr(x, "type", None) == "bidi_component"]
+    assert component, "the slice viewer is not on the page"
+    return json.loads(component[0].proto.json)
+
+
+def _engine_calls(at: AppTest) -> int:
+    text = " ".join(c.value for c in at.caption)
+    return int(re.search(r"engine calls this server: (\d+)", text).group(1))
+
+
+def _decode(url: str, dtype) -> np.ndarray:
+    raw = gzip.decompress((ROOT / url.removeprefix("app/")).read_bytes())
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_mask):
+    at = _app(tmp_path, monkeypatch)
+    assert not at.exception and not at.error
+    payload = _payload(at)
+    assert payload["overlay"] is not None and payload["anatomy"]["dtype"] == "int16"
+    shape = payload["anatomy"]["shape"]
+    cam = _decode(payload["overlay"]["url"], np.uint8).reshape(shape[::-1]).transpose(2, 1, 0)  # i fastest
+    assert cam.max() == 255
+    # The sample volume is RAS already, so the display copy is in file order: the peak is in the lesion.
+    peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    target = at.sidebar.selectbox(key="target").value
+    assert sample_mask[peak] == target, f"peak {peak} is not in lesion {target}"
+    # The page sends only metadata per rerun: no array is inlined in the payload.
+    assert len(at.main[[x.type for x in at.main].index("bidi_component")].proto.json) < 40_000
+
+
+def test_change_method_and_layer(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    methods = at.sidebar.selectbox(key="method").options
+    assert "Grad-CAM++" in methods and "ViT attention" not in methods  # only valid methods for a CNN
+    at.sidebar.selectbox(key="method").set_value("gradcampp").run()
+    assert not at.exception
+    assert "Grad-CAM++" in _payload(at)["overlay_label"]
+    layers = at.sidebar.selectbox(key="layer").options
+    other = next(option for option in layers if option.startswith("features.block2 "))
+    at.sidebar.selectbox(key="layer").set_value(other.split()[0]).run()
+    assert not at.exception and "features.block2" in _payload(at)["overlay_label"]
+
+
+def test_vit_offers_attention_methods(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.radio(key="model_source").set_value("Sample 3D ViT (lesion classifier)").run()
+    assert "ViT rollout" in at.sidebar.selectbox(key="method").options
+    at.sidebar.selectbox(key="method").set_value("vit-rollout").run()
+    assert not at.exception and not at.error
+    assert "ViT rollout" in _payload(at)["overlay_label"]
+
+
+def test_returning_to_an_earlier_choice_does_not_recompute(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    first = _engine_calls(at)
+    at.sidebar.selectbox(key="method").set_value("layercam").run()
+    assert _engine_calls(at) == first + 1
+    at.sidebar.selectbox(key="method").set_value("gradcam").run()
+    assert _engine_calls(at) == first + 1  # served from the cache
+    at.sidebar.selectbox(key="method").set_value("layercam").run()
+    assert _engine_calls(at) == first + 1
+
+
+def _upload_volume(at: AppTest, name: str, raw: bytes) -> AppTest:
+    at.sidebar.radio(key="volume_source").set_value("Upload a volume").run()
+    at.sidebar.file_uploader(key="volume_upload").set_value((name, raw, "application/octet-stream"))
+    return at.run()
+
+
+def _upload_model(at: AppTest, name: str, raw: bytes, weights: bool = False) -> AppTest:
+    source = "Upload weights + MONAI network" if weights else "Upload .pt2"
+    at.sidebar.radio(key="model_source").set_value(source).run()
+    at.sidebar.file_uploader(key="model_upload").set_value((name, raw, "application/octet-stream"))
+    return at.run()
+
+
+def _errors(at: AppTest) -> str:
+    assert not at.exception, at.exception
+    return " ".join(e.value for e in at.error)
+
+
+def test_corrupt_volume_upload(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    raw = (SAMPLE / "case_brain" / "t1_lesions.nii.gz").read_bytes()[:5000]
+    message = _errors(_upload_volume(at, "scan.nii.gz", raw))
+    assert "This image could not be opened" in message and "scan.nii.gz" in message
+    assert "Showing the last successful result" in " ".join(i.value for i in at.info)
+
+
+def test_volume_over_the_limit(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch, CAMVIEWER_MAX_VOXELS=1000)
+    buf = io.BytesIO()
+    img = nib.Nifti1Image(np.zeros((20, 20, 20), np.float32), np.eye(4))
+    buf.write(img.to_bytes())
+    message = _errors(_upload_volume(at, "big.nii", buf.getvalue()))
+    assert "voxel limit" in message
+
+
+def test_pickled_model_upload(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    buf = io.BytesIO()
+    torch.save(torch.nn.Conv3d(1, 1, 1), buf)
+    message = _errors(_upload_model(at, "model.pt", buf.getvalue(), weights=True))
+    assert "This model could not be used" in message and "pickled" in message
+
+
+def test_torchscript_model_upload(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(torch.nn.Conv3d(1, 1, 1)), buf)
+    message = _errors(_upload_model(at, "model.pt2", buf.getvalue()))
+    assert "TorchScript" in message and "torch.export" in message
+
+
+def test_wrong_channel_count(tmp_path, monkeypatch):
+    class TwoChannel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(2, 4, 3, padding=1)
+            self.head = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=(2, 3, 4)))
+
+    path = tmp_path / "two.pt2"
+    torch.export.save(torch.export.export(TwoChannel().eval(), (torch.zeros(1, 2, 16, 16, 16),)), str(path))
+    at = _app(tmp_path, monkeypatch)
+    message = _errors(_upload_model(at, "two.pt2", path.read_bytes()))
+    assert "channel mismatch" in message and "2 input channels" in message
+
+
+def test_attention_method_on_a_cnn_is_refused_by_the_engine():
+    """The app offers only valid methods; the engine itself also refuses, with a sentence."""
+    from explain.engine import explain
+    from explain.errors import InputError
+    from explain.models import load_model
+
+    model = load_model(SAMPLE / "models" / "cnn.pt2")
+    with pytest.raises(InputError, match="needs a ViT"):
+        explain(model, np.zeros((20, 20, 20), np.float32), "vit-attention")
