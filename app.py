@@ -228,6 +228,31 @@ def choose_settings(model, probabilities) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- computation
+def audit(result, volume: Volume, model, method: str, layers: list[str], target) -> None:
+    """One JSONL line per engine computation: hashes, choices, scores, timings; no patient fields."""
+    from explain.report import append_audit
+
+    summary = result.summary()
+    append_audit(
+        STATE_DIR / "audit.jsonl",
+        {
+            "event": "compute",
+            "camviewer_version": __version__,
+            "volume_name": volume.source,
+            "volume_hash": volume.content_hash,
+            "model_name": model.source,
+            "model_hash": model.content_hash,
+            "method": method,
+            "layers": layers,
+            "target": target,
+            "probabilities": summary["probabilities"],
+            "predicted": summary["predicted"],
+            "timings_s": summary["timings_s"],
+            "device": summary["device"],
+        },
+    )
+
+
 def compute(model, volume: Volume, settings: dict, layers: list[str] | None = None, target="single"):
     """Cached by content; one engine pass on a cache miss, serialised on the device."""
     from explain.cache import cache_key, device_lock
@@ -259,6 +284,7 @@ def compute(model, volume: Volume, settings: dict, layers: list[str] | None = No
         engine_stats()["engine_calls"] += 1
     finally:
         lock.release()
+    audit(result, volume, model, settings["method"], layers, wanted)
     cache.put(key, result)
     return result, False
 
@@ -306,7 +332,7 @@ def show_previous() -> None:
 
 
 def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> None:
-    from explain.report import append_audit, report
+    from explain.report import report
     from viewer.component import slice_view, view_payload
     from viewer.display import peak_voxel, publish_cam
     from viewer.figures import cam_3d, montage, probability_bars, views_png
@@ -344,23 +370,9 @@ def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> 
             compare=compare,
         )
         view_state = slice_view(payload, key="slices")
-    crosshair = getattr(view_state, "crosshair", None) or peak_voxel(cam_ras)
-    append_audit(
-        STATE_DIR / "audit.jsonl",
-        {
-            "event": "view",
-            "cached": cached,
-            **report(
-                result.summary(),
-                volume_name=volume.source,
-                model_name=model.source,
-                method=cam.method,
-                layer=cam.layer,
-                target=cam.target,
-                target_name=cam.target_name,
-            ),
-        },
-    )
+    # The component reports the crosshair on pointer release only; before that, the map's peak.
+    clicked = view_state.get("crosshair") if hasattr(view_state, "get") else getattr(view_state, "crosshair", None)
+    crosshair = list(clicked) if clicked else peak_voxel(cam_ras)
     window = (display["window"]["width"], display["window"]["level"])
     with st.expander("Layer montage (current axial slice, every block-level layer, one engine pass)"):
         if st.button("Compute montage", key="montage_btn"):
@@ -381,11 +393,23 @@ def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> 
     st.subheader("Export")
     c1, c2, c3 = st.columns(3)
     stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
+    # Files are built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
     c1.download_button(
-        "CAM as NIfTI (input space)", nifti_bytes(cam.cam, volume.affine), f"{stem}.nii.gz", key="dl_nifti"
+        "CAM as NIfTI (input space)",
+        lambda: nifti_bytes(cam.cam, volume.affine),
+        f"{stem}.nii.gz",
+        mime="application/gzip",
+        key="dl_nifti",
     )
-    png = views_png(display["data_ras"], cam_ras, crosshair, display["spacing"], window, title=payload["overlay_label"])
-    c2.download_button("PNG of the three planes", png, f"{stem}.png", mime="image/png", key="dl_png")
+    c2.download_button(
+        "PNG of the three planes",
+        lambda: views_png(
+            display["data_ras"], cam_ras, crosshair, display["spacing"], window, title=payload["overlay_label"]
+        ),
+        f"{stem}.png",
+        mime="image/png",
+        key="dl_png",
+    )
     record = report(
         result.summary(),
         volume_name=volume.source,

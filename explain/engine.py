@@ -318,7 +318,10 @@ def _gradient_maps(
         pending = []
         for i, t in enumerate(wanted):
             s = score(prediction, t, region_t)
-            grads = torch.autograd.grad(s, acts, retain_graph=i < len(wanted) - 1, allow_unused=True)
+            if s.requires_grad:
+                grads = torch.autograd.grad(s, acts, retain_graph=i < len(wanted) - 1, allow_unused=True)
+            else:  # this class's score does not depend on the layer at all (e.g. a constant logit)
+                grads = [None] * len(acts)
             for name, a, g in zip(layer_names, acts, grads):
                 if g is None:
                     g = torch.zeros_like(a)

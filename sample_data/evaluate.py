@@ -53,7 +53,53 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"cases": args.cases, "seed": 200, "criterion": "CAM argmax inside the target lesion", "results": summary}
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+    write_docs()
     return out
+
+
+def markdown() -> str:
+    """The sample-model table from the two measured JSON files (training report, localisation)."""
+    training = json.loads((HERE / "models" / "training_report.json").read_text())
+    local = json.loads((HERE / "models" / "localisation.json").read_text())
+    titles = {
+        "cnn": "3D CNN classifier (LesionNet)",
+        "vit": "3D ViT classifier (MONAI ViT, patch 8)",
+        "unet": "3D segmentation (MONAI UNet)",
+    }
+    lines = [
+        f"Held-out data: {training['cnn']['n']} cases for accuracy / Dice; {local['cases']} lesion cases "
+        f"(half bright, half dark, seed {local['seed']}, full 1 mm grid) for localisation. "
+        f"Localisation = how often the CAM peak lands inside the target lesion.",
+        "",
+        "| model | held-out score | "
+        + " | ".join(["Grad-CAM", "Grad-CAM++", "HiResCAM", "LayerCAM", "ViT attention", "ViT rollout"])
+        + " |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("cnn", "vit", "unet"):
+        t = training[name]
+        score = (
+            f"accuracy {t['accuracy']:.1%}"
+            if "accuracy" in t
+            else f"Dice bright {t['dice']['bright lesion']:.2f}, dark {t['dice']['dark lesion']:.2f}"
+        )
+        cells = []
+        for method in ("gradcam", "gradcampp", "hirescam", "layercam", "vit-attention", "vit-rollout"):
+            r = local["results"][name].get(method)
+            cells.append("n/a" if r is None else f"{r['hit_rate']:.0%} ({r['hits']}/{r['cases']})")
+        lines.append(f"| {titles[name]} | {score} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_docs() -> None:
+    """Refresh the sample-model sections of README.md and docs/benchmarks.md."""
+    import re
+
+    body = markdown()
+    for path in (HERE.parent / "README.md", HERE.parent / "docs" / "benchmarks.md"):
+        text = path.read_text()
+        pattern = re.compile(r"(<!-- sample-models:start -->\n).*?(<!-- sample-models:end -->)", re.S)
+        path.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
 
 
 if __name__ == "__main__":

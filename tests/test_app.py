@@ -84,6 +84,10 @@ def test_returning_to_an_earlier_choice_does_not_recompute(tmp_path, monkeypatch
     first = _engine_calls(at)
     at.sidebar.selectbox(key="method").set_value("layercam").run()
     assert _engine_calls(at) == first + 1
+    audit = [json.loads(line) for line in (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    assert len(audit) == first + 1  # one line per computation, none for cache hits
+    assert {"volume_hash", "model_hash", "method", "layers", "target", "timings_s"} <= set(audit[-1])
+    assert not any("patient" in key.lower() for record in audit for key in record)
     at.sidebar.selectbox(key="method").set_value("gradcam").run()
     assert _engine_calls(at) == first + 1  # served from the cache
     at.sidebar.selectbox(key="method").set_value("layercam").run()

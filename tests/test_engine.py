@@ -125,3 +125,21 @@ def test_resized_input_maps_back_to_volume_grid():
     cam = result.get().cam
     assert cam.shape == (40, 30, 36)
     assert mask[np.unravel_index(np.argmax(cam), cam.shape)]
+
+
+def test_class_whose_score_ignores_the_layer_gives_a_zero_map_with_a_warning():
+    class ConstantClass(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv3d(1, 2, 3, padding=1)
+            self.bias = nn.Parameter(torch.tensor([1.0]))
+
+        def forward(self, x):
+            lesion = self.conv(x).amax(dim=(2, 3, 4))
+            return torch.cat([self.bias.expand(x.shape[0], 1), lesion], dim=1)
+
+    volume, _ = blob_volume((12, 12, 12), (6, 6, 6), 2)
+    result = explain(loaded(ConstantClass(), (1, 12, 12, 12)), volume, "gradcam", ["conv"], "all", "cpu")
+    assert float(result.get(target=0).cam.max()) == 0.0
+    assert any("all zero" in w for w in result.warnings)
+    assert result.get(target=1).raw_map.shape == (12, 12, 12)

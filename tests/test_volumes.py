@@ -238,3 +238,15 @@ def test_mutated_nifti_headers_never_crash(tmp_path, edits, compress):
     except InputError:
         return
     assert vol.data.ndim == 3 and np.all(np.isfinite(vol.data))
+
+
+def test_exported_cam_bytes_reopen_on_the_input_grid(tmp_path):
+    from explain.volumes import nifti_bytes
+
+    cam = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    path = tmp_path / "cam.nii.gz"
+    path.write_bytes(nifti_bytes(cam, OBLIQUE))
+    img = nib.load(str(path))
+    assert img.get_data_dtype() == np.float32 and img.header["sform_code"] == 1 and img.header["qform_code"] == 1
+    np.testing.assert_allclose(img.affine, OBLIQUE, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(img.dataobj), cam)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from plotly import colors as plotly_colors
 
-NAMES = ("inferno", "hot", "turbo", "viridis")
+NAMES = ("inferno", "hot", "magma", "viridis")
 
 
 def _from_plotly(scale: list[str]) -> np.ndarray:
@@ -26,7 +26,7 @@ def lut(name: str) -> np.ndarray:
         return (rgb * 255).round().astype(np.uint8)
     scales = {
         "inferno": plotly_colors.sequential.Inferno,
-        "turbo": plotly_colors.sequential.Turbo,
+        "magma": plotly_colors.sequential.Magma,
         "viridis": plotly_colors.sequential.Viridis,
     }
     if name not in scales:
