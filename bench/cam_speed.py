@@ -55,6 +55,15 @@ def _build(kind: str, size: int) -> torch.nn.Module:
     ).eval()
 
 
+class _LogitsOnly(torch.nn.Module):
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
@@ -119,7 +128,13 @@ def run_one(model_name: str, variant: str, device: str, repeats: int) -> dict:
             from monai.visualize import GradCAM, GradCAMpp
 
             cls = GradCAM if variant == "monai-gradcam" else GradCAMpp
-            cam = cls(nn_module=net, target_layers=layer, postprocessing=lambda m: m)
+            target_net, target_layer = net, layer
+            if kind == "vit":
+                # MONAI's CAM classes index the model output as logits and fail on ViT's
+                # (logits, hidden_states) tuple; time them on a logits-only wrapper. Their
+                # map is then over (tokens, channels): timing only, not a usable 3D map.
+                target_net, target_layer = _LogitsOnly(net), f"net.{layer}"
+            cam = cls(nn_module=target_net, target_layers=target_layer, postprocessing=lambda m: m)
             if kind == "vit":
                 cam.compute_map(x, class_idx=1)  # its upsampler cannot map (B, T, C) tokens to 3D
             else:

@@ -27,10 +27,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=40, help="lesion cases (half bright, half dark)")
     parser.add_argument("--out", type=Path, default=HERE / "models" / "localisation.json")
+    parser.add_argument("--models", nargs="*", default=["cnn", "vit", "unet"], help="evaluate these; keep others")
     args = parser.parse_args(argv)
     base, placement, affine = template()
     rng = np.random.default_rng(200)
-    models = {name: load_model(HERE / "models" / f"{name}.pt2") for name in ("cnn", "vit", "unet")}
+    models = {name: load_model(HERE / "models" / f"{name}.pt2") for name in args.models}
     hits: dict[str, dict[str, list[bool]]] = {name: {} for name in models}
     t0 = time.time()
     for n in range(args.cases):
@@ -50,10 +51,17 @@ def main(argv: list[str] | None = None) -> dict:
         }
         for name, m in hits.items()
     }
-    out = {"cases": args.cases, "seed": 200, "criterion": "CAM argmax inside the target lesion", "results": summary}
+    previous = json.loads(args.out.read_text())["results"] if args.out.exists() else {}
+    out = {
+        "cases": args.cases,
+        "seed": 200,
+        "criterion": "CAM argmax inside the target lesion",
+        "results": {**previous, **summary},
+    }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    write_docs()
+    if set(out["results"]) >= {"cnn", "vit", "unet"}:
+        write_docs()
     return out
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -145,8 +144,9 @@ def coarse_labels(label_map: torch.Tensor, grid: tuple[int, int, int]) -> torch.
 class LesionNet(nn.Module):
     """A small 3D CNN whose class logits read a per-cell lesion-evidence map (64^3 in, 16^3 grid).
 
-    logit(bright) = logsumexp over cells of the bright-vs-background log-odds, likewise
-    dark; logit(no lesion) is a learned constant. So "bright lesion" means "somewhere
+    logit(bright) = the maximum over cells of log p(bright) (softmax over background,
+    bright, dark), likewise dark; logit(no lesion) is a learned constant. (A logsumexp over the 4096 cells was
+    dominated by the background mass and did not move with the lesion: measured.) So "bright lesion" means "somewhere
     there is strong bright-lesion evidence", and Grad-CAM for that class points at the
     cells that carry it. BatchNorm, not InstanceNorm: pooling instance-normalised maps sees only
     their bias.
@@ -170,12 +170,13 @@ class LesionNet(nn.Module):
         self.features.add_module("block2", block(8, 16, 2))
         self.features.add_module("block3", block(16, 32, 1, dilation=2))
         self.evidence = nn.Conv3d(32, classes, 1)  # channel 0 (background) is trained but unused by the logits
-        # Start balanced: with log-odds near 0, logsumexp over the 16^3 cells is log(4096).
-        self.no_lesion = nn.Parameter(torch.tensor([math.log(16**3)]))
+        self.no_lesion = nn.Parameter(torch.zeros(1))
 
     def logits(self, evidence: torch.Tensor) -> torch.Tensor:
-        log_odds = evidence[:, 1:] - evidence[:, :1]  # each lesion class against background, per cell
-        lesion = torch.logsumexp(log_odds.flatten(2), dim=-1)
+        # Per cell, log p(class) over all three channels: a dark-lesion score against background
+        # alone was also high inside a bright lesion (background evidence is low there).
+        log_p = evidence.log_softmax(dim=1)[:, 1:]
+        lesion = log_p.flatten(2).amax(dim=-1)
         return torch.cat([self.no_lesion.expand(evidence.shape[0], 1), lesion], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,13 +301,17 @@ def export(model: nn.Module, card: ModelCard, path: Path) -> None:
 
 
 def sample_case(base: np.ndarray, affine: np.ndarray, out: Path) -> None:
-    """The bundled case: one bright lesion (left hemisphere) and one smaller dark one (right)."""
+    """The bundled case: one bright lesion (left hemisphere) and one smaller dark one (right).
+
+    Both sizes lie inside the training range (7-13 mm radii): a case outside it would
+    test the sample models out of distribution rather than show the viewer.
+    """
     image = base.copy()
     labels = np.zeros(base.shape, dtype=np.uint8)
     inv = np.linalg.inv(affine)
     lesions = [
-        Lesion((inv @ [-26.0, -10.0, 28.0, 1.0])[:3], np.array([8.0, 7.0, 7.0]), 1, 0.6),  # left
-        Lesion((inv @ [28.0, 12.0, 20.0, 1.0])[:3], np.array([5.5, 5.0, 5.0]), 2, 0.6),  # right
+        Lesion((inv @ [-26.0, -10.0, 28.0, 1.0])[:3], np.array([11.0, 10.0, 10.0]), 1, 0.7),  # left
+        Lesion((inv @ [28.0, 12.0, 20.0, 1.0])[:3], np.array([8.0, 7.5, 7.5]), 2, 0.7),  # right
     ]
     for lesion in lesions:
         lesion.paint(image, labels)
@@ -345,9 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     report_path = args.out / "models" / "training_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     specs = {
-        "cnn": (LesionNet, 500, 3e-3, False, "features.block3", "LesionNet (3D CNN)"),
-        "vit": (build_vit, 600, 1e-3, False, "blocks.2", "MONAI ViT 3D, patch 8"),
-        "unet": (build_unet, 300, 5e-3, True, "model.1.submodule.1", "MONAI UNet 3D"),
+        "cnn": (LesionNet, 1500, 3e-3, False, "features.block3", "LesionNet (3D CNN)"),
+        "vit": (build_vit, 700, 1e-3, False, "blocks.2", "MONAI ViT 3D, patch 8"),
+        "unet": (build_unet, 250, 5e-3, True, "model.1.submodule.1", "MONAI UNet 3D"),
     }
     t0 = time.time()
     cached = args.out / "_training" / f"data_{n_train}_{n_test}.pt"
@@ -386,7 +391,10 @@ def main(argv: list[str] | None = None) -> None:
         report[name] = metrics
     if not args.quick or args.out != HERE:
         report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
+        # Re-read just before writing: another run may have updated other models meanwhile.
+        latest = json.loads(report_path.read_text()) if report_path.exists() else {}
+        latest.update({name: report[name] for name in only if name in report})
+        report_path.write_text(json.dumps(latest, indent=2) + "\n")
 
 
 if __name__ == "__main__":
