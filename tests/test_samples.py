@@ -63,7 +63,7 @@ def test_unet_segmentation_target_peaks_in_its_lesion(sample_models, sample_case
 
 
 def test_sample_models_carry_cards(sample_models):
-    for name, model in sample_models.items():
+    for model in sample_models.values():
         assert model.card.input_shape == (1, 64, 64, 64) and model.card.orientation == "RAS"
         assert model.card.class_names and model.card.default_layer
     scores, probabilities, _ = classify(sample_models["vit"], np.zeros((64, 64, 64), np.float32) + 1.0)
