@@ -138,7 +138,7 @@ def run_one(model_name: str, variant: str, device: str, repeats: int) -> dict:
             if kind == "vit":
                 cam.compute_map(x, class_idx=1)  # its upsampler cannot map (B, T, C) tokens to 3D
             else:
-                cam(x, class_idx=1).cpu().numpy()
+                cam(x, class_idx=1).detach().cpu().numpy()
             for _, module in net.named_modules():  # MONAI leaves its hooks on; clear them between repeats
                 module._forward_hooks.clear()
                 module._backward_hooks.clear()
