@@ -25,10 +25,14 @@ def _app(tmp_path, monkeypatch, **env) -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
 
 
-def _payload(at: AppTest) -> dict:
+def _component(at: AppTest):
     component = [x for x in at.main if getattr(x, "type", None) == "bidi_component"]
     assert component, "the slice viewer is not on the page"
-    return json.loads(component[0].proto.json)
+    return component[0]
+
+
+def _payload(at: AppTest) -> dict:
+    return json.loads(_component(at).proto.json)
 
 
 def _engine_calls(at: AppTest) -> int:
@@ -54,7 +58,7 @@ def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_m
     target = at.sidebar.selectbox(key="target").value
     assert sample_mask[peak] == target, f"peak {peak} is not in lesion {target}"
     # The page sends only metadata per rerun: no array is inlined in the payload.
-    assert len(at.main[[x.type for x in at.main].index("bidi_component")].proto.json) < 40_000
+    assert len(_component(at).proto.json) < 40_000
 
 
 def test_change_method_and_layer(tmp_path, monkeypatch):

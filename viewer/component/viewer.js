@@ -126,9 +126,12 @@ class SliceViewer {
     const title = el("div", { class: "cv-title", text: plane }, wrap);
     const box = el("div", { class: "cv-box" }, wrap);
     const canvas = el("canvas", { "data-testid": `cv-canvas-${plane}` }, box);
+    // Crosshair on its own transparent canvas: moving it never re-blits the slice images.
+    const lines = el("canvas", { class: "cv-lines" }, box);
     const labels = {};
     for (const side of ["left", "right", "top", "bottom"]) labels[side] = el("div", { class: `cv-lab cv-${side}` }, box);
-    const view = { plane, wrap, title, box, canvas, ctx: canvas.getContext("2d"), labels, off: document.createElement("canvas") };
+    const view = { plane, wrap, title, box, canvas, lines, ctx: canvas.getContext("2d"), lctx: lines.getContext("2d"),
+      labels, off: document.createElement("canvas") };
     view.offctx = view.off.getContext("2d");
     if (withSlider) {
       view.slider = el("input", { type: "range", min: "0", max: "0", step: "1", class: "cv-slider", "data-testid": `cv-slider-${plane}` }, wrap);
@@ -139,8 +142,9 @@ class SliceViewer {
   }
 
   bindPointer(view) {
+    const target = view.lines;
     const toVoxel = (e) => {
-      const rect = view.canvas.getBoundingClientRect();
+      const rect = target.getBoundingClientRect();
       const fit = view.fit;
       if (!fit) return null;
       const x = ((e.clientX - rect.left) * (view.canvas.width / rect.width) - fit.dx) / fit.dw;
@@ -149,14 +153,14 @@ class SliceViewer {
       const [w, h] = this.planeSize(view.plane);
       return this.voxelOf(view.plane, Math.floor(x * w), Math.floor(y * h));
     };
-    view.canvas.addEventListener("pointerdown", (e) => {
+    target.addEventListener("pointerdown", (e) => {
       this.active = view.plane;
       this.root.focus({ preventScroll: true });
       const v = toVoxel(e);
       if (v) this.timed(() => this.setCross(v));
       view.dragging = true;
     });
-    view.canvas.addEventListener("pointermove", (e) => {
+    target.addEventListener("pointermove", (e) => {
       if (!view.dragging || !(e.buttons & 1)) return;
       const v = toVoxel(e);
       if (v) this.timed(() => this.setCross(v));
@@ -165,9 +169,9 @@ class SliceViewer {
       if (view.dragging && this.setStateValue) this.setStateValue("crosshair", [...this.cross]);
       view.dragging = false;
     };
-    view.canvas.addEventListener("pointerup", stop);
-    view.canvas.addEventListener("pointerleave", () => { view.dragging = false; });
-    view.canvas.addEventListener("wheel", (e) => {
+    target.addEventListener("pointerup", stop);
+    target.addEventListener("pointerleave", () => { view.dragging = false; });
+    target.addEventListener("wheel", (e) => {
       e.preventDefault();
       this.active = view.plane;
       this.timed(() => this.step(view.plane, e.deltaY > 0 ? -1 : 1));
@@ -304,7 +308,7 @@ class SliceViewer {
     this.cross = v;
     for (const plane of PLANES) {
       if (changed.includes(plane)) this.renderView(this.views[plane]);
-      else this.drawView(this.views[plane]); // same image, moved crosshair
+      else this.drawLines(this.views[plane]); // same image, moved crosshair
     }
     this.renderCompare();
     this.updateReadout();
@@ -347,6 +351,10 @@ class SliceViewer {
     view.canvas.height = Math.round(side * dpr);
     view.canvas.style.width = `${side}px`;
     view.canvas.style.height = `${side}px`;
+    view.lines.width = view.canvas.width;
+    view.lines.height = view.canvas.height;
+    view.lines.style.width = `${side}px`;
+    view.lines.style.height = `${side}px`;
     view.box.style.width = `${side}px`;
     view.box.style.height = `${side}px`;
   }
@@ -414,18 +422,15 @@ class SliceViewer {
     this.drawView(view);
   }
 
-  // Blit the composed slice with the physical aspect ratio, then crosshair and labels.
+  // Blit the composed slice with the physical aspect ratio, then the crosshair layer.
   drawView(view) {
     if (!this.vol || !view.off.width) return;
-    const plane = view.plane;
-    const [w, h] = this.planeSize(plane);
-    const [sw, sh] = this.planeSpacing(plane);
+    const [w, h] = this.planeSize(view.plane);
+    const [sw, sh] = this.planeSpacing(view.plane);
     const cw = view.canvas.width;
     const ch = view.canvas.height;
-    const physW = w * sw;
-    const physH = h * sh;
-    const k = Math.min(cw / physW, ch / physH);
-    const fit = { dw: physW * k, dh: physH * k };
+    const k = Math.min(cw / (w * sw), ch / (h * sh));
+    const fit = { dw: w * sw * k, dh: h * sh * k };
     fit.dx = (cw - fit.dw) / 2;
     fit.dy = (ch - fit.dh) / 2;
     view.fit = fit;
@@ -434,11 +439,22 @@ class SliceViewer {
     ctx.fillRect(0, 0, cw, ch);
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(view.off, fit.dx, fit.dy, fit.dw, fit.dh);
+    this.drawLines(view);
+  }
+
+  // Crosshair, orientation letters, slider and title: cheap, done on every crosshair move.
+  drawLines(view) {
+    const fit = view.fit;
+    if (!this.vol || !fit) return;
+    const plane = view.plane;
+    const [w, h] = this.planeSize(plane);
+    const ctx = view.lctx;
+    ctx.clearRect(0, 0, view.lines.width, view.lines.height);
     const [sc, sr] = this.screenOf(plane, this.cross);
     const x = fit.dx + ((sc + 0.5) / w) * fit.dw;
     const y = fit.dy + ((sr + 0.5) / h) * fit.dh;
     ctx.strokeStyle = "rgba(80, 200, 255, 0.75)";
-    ctx.lineWidth = Math.max(1, (window.devicePixelRatio || 1));
+    ctx.lineWidth = Math.max(1, window.devicePixelRatio || 1);
     ctx.beginPath();
     ctx.moveTo(x, fit.dy); ctx.lineTo(x, fit.dy + fit.dh);
     ctx.moveTo(fit.dx, y); ctx.lineTo(fit.dx + fit.dw, y);
