@@ -15,7 +15,7 @@ import streamlit as st
 from explain import __version__
 from explain.errors import InputError
 from explain.volumes import Volume, load_volume, load_volume_bytes, nifti_bytes, to_ras
-from viewer.windowing import default_window
+from viewer.windowing import auto_window, default_window
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE_CASE = ROOT / "sample_data" / "case_brain" / "t1_lesions.nii.gz"
@@ -86,7 +86,7 @@ def display_copy(volume_hash: str, _volume: Volume) -> dict:
 
     data_ras, affine_ras = to_ras(_volume.data, _volume.affine)
     preset, width, level = default_window(data_ras)
-    auto_width, auto_level = default_window(data_ras)[1:] if preset == "MR auto" else (width, level)
+    auto_width, auto_level = auto_window(data_ras)  # the 'MR auto' preset, for any modality
     published = publish_anatomy(data_ras, volume_hash, ROOT / "static")
     return {
         "data_ras": data_ras,
