@@ -14,6 +14,7 @@ import streamlit as st
 
 from explain import __version__
 from explain.errors import InputError
+from explain.methods import LABELS as METHOD_LABELS
 from explain.volumes import Volume, load_volume, load_volume_bytes, nifti_bytes, to_ras
 from viewer.windowing import auto_window, default_window
 
@@ -27,14 +28,6 @@ SAMPLE_MODELS = {
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
 MAX_VOXELS = int(os.environ.get("CAMVIEWER_MAX_VOXELS", 200_000_000))
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcampp": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-    "vit-attention": "ViT attention",
-    "vit-rollout": "ViT rollout",
-}
 PLAIN_ERRORS = {
     "volume": "This image could not be opened",
     "model": "This model could not be used",
@@ -101,6 +94,16 @@ def display_copy(volume_hash: str, _volume: Volume) -> dict:
             "auto_level": auto_level,
         },
     }
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def display_cam(volume_hash: str, model_hash: str, method: str, layer: str, target: int, _cam, _affine) -> tuple:
+    """One map in RAS order, published once for the browser, and its peak voxel; cached per map, not per rerun."""
+    from viewer.display import peak_voxel, publish_cam
+
+    cam_ras, _ = to_ras(_cam, _affine)
+    key = f"{volume_hash}:{model_hash}:{method}:{layer}:{target}"
+    return cam_ras, publish_cam(cam_ras, key, ROOT / "static"), peak_voxel(cam_ras)
 
 
 def digest(raw: bytes) -> str:
@@ -334,14 +337,13 @@ def show_previous() -> None:
 def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> None:
     from explain.report import report
     from viewer.component import slice_view, view_payload
-    from viewer.display import peak_voxel, publish_cam
     from viewer.figures import cam_3d, montage, probability_bars, views_png
 
     cam = result.get(target=settings["target"])
     display = display_copy(volume.content_hash, volume)
-    cam_ras, _ = to_ras(cam.cam, volume.affine)
-    cam_key = f"{volume.content_hash}:{model.content_hash}:{cam.method}:{cam.layer}:{cam.target}"
-    overlay = publish_cam(cam_ras, cam_key, ROOT / "static")
+    cam_ras, overlay, peak = display_cam(
+        volume.content_hash, model.content_hash, cam.method, cam.layer, cam.target, cam.cam, volume.affine
+    )
     timing = result.timings.get("total", 0.0)
     left, right = st.columns([3, 1])
     with right:
@@ -366,13 +368,13 @@ def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> 
             overlay=overlay,
             raw_peak=cam.raw_peak,
             overlay_label=f"{METHOD_LABELS[cam.method]} · {cam.layer} · {cam.target_name}",
-            crosshair=peak_voxel(cam_ras),
+            crosshair=peak,
             compare=compare,
         )
         view_state = slice_view(payload, key="slices")
     # The component reports the crosshair on pointer release only; before that, the map's peak.
     clicked = view_state.get("crosshair") if hasattr(view_state, "get") else getattr(view_state, "crosshair", None)
-    crosshair = list(clicked) if clicked else peak_voxel(cam_ras)
+    crosshair = list(clicked) if clicked else peak
     window = (display["window"]["width"], display["window"]["level"])
     with st.expander("Layer montage (current axial slice, every block-level layer, one engine pass)"):
         if st.button("Compute montage", key="montage_btn"):
@@ -427,8 +429,6 @@ def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> 
 
 def compare_maps(volume: Volume, model, settings: dict) -> list:
     """Up to four other (method, layer, target) maps from this session, shown side by side."""
-    from viewer.display import publish_cam
-
     history = st.session_state.setdefault("history", [])
     entry = (settings["method"], settings["layer"], settings["target"], settings.get("block"))
     if entry not in history:
@@ -452,9 +452,10 @@ def compare_maps(volume: Volume, model, settings: dict) -> list:
             st.warning(f"{labels[(method, layer, target, block)]}: {e}")
             continue
         r = result.get(target=target)
-        cam_ras, _ = to_ras(r.cam, volume.affine)
-        key = f"{volume.content_hash}:{model.content_hash}:{method}:{r.layer}:{target}"
-        out.append((labels[(method, layer, target, block)], publish_cam(cam_ras, key, ROOT / "static")))
+        _, published, _ = display_cam(
+            volume.content_hash, model.content_hash, method, r.layer, target, r.cam, volume.affine
+        )
+        out.append((labels[(method, layer, target, block)], published))
     return out
 
 

@@ -190,17 +190,20 @@ def valid_methods(model: LoadedModel) -> list[str]:
     return [m for m in ALL_METHODS if m in GRADIENT_METHODS or vit]
 
 
+def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tuple[nn.Module, GridMap, torch.Tensor]:
+    """The module on `device`, the volume-to-model grid map, and the model's input tensor."""
+    module = model.module.to(device)
+    model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
+    grid = plan_grid(volume.shape, volume.affine, model.card, model_shape)
+    channels = model.input_shape[0] if model.input_shape else 1
+    return module, grid, grid.to_model(volume.data, device, channels)
+
+
 def classify(
     model: LoadedModel, volume: Volume | np.ndarray, device: str | torch.device = "auto"
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One forward pass without gradients: (scores, probabilities, predicted class)."""
-    volume = _as_volume(volume)
-    dev = resolve_device(device)
-    module = model.module.to(dev)
-    model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
-    x = plan_grid(volume.shape, volume.affine, model.card, model_shape).to_model(
-        volume.data, dev, model.input_shape[0] if model.input_shape else 1
-    )
+    module, _, x = _model_input(model, _as_volume(volume), resolve_device(device))
     with frozen(module), torch.no_grad():
         prediction = predict(_run(module, x), model.card.task)
     scores = prediction.scores.float().cpu().numpy()
@@ -233,12 +236,8 @@ def explain(
     t_start = time.perf_counter()
     volume = _as_volume(volume)
     dev = resolve_device(device)
-    module = model.module.to(dev)
     card = model.card
-    model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
-    grid = plan_grid(volume.shape, volume.affine, card, model_shape)
-    channels = model.input_shape[0] if model.input_shape else 1
-    x = grid.to_model(volume.data, dev, channels)
+    module, grid, x = _model_input(model, volume, dev)
     timings = {"preprocess": time.perf_counter() - t_start}
 
     with warnings.catch_warnings(record=True) as caught:
@@ -300,8 +299,8 @@ def _gradient_maps(
     fn = GRADIENT_METHODS[method]
     tokens = {}
     if is_vit(module):
-        _, token_shape = model_layers(model, x.device)
-        tokens = {info.name: token_shape for info in model_layers(model, x.device)[0] if info.kind == "tokens"}
+        layer_infos, token_shape = model_layers(model, x.device)
+        tokens = {info.name: token_shape for info in layer_infos if info.kind == "tokens"}
     t0 = time.perf_counter()
     with frozen(module), capture(module, layer_names, track_grads=True) as cap, torch.enable_grad():
         output = _run(module, x)

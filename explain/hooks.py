@@ -15,6 +15,7 @@ the score back to the layer and no further: no backward pass below the layer.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -196,5 +197,5 @@ def default_layer(layers: Sequence[LayerInfo]) -> str:
     if not grid:
         raise InputError("the model has no layer with a 3D feature map of at least 2 voxels a side")
     # Deepest = smallest grid; among equals, the last in forward order.
-    smallest = min(int(torch.tensor(info.shape[1:]).prod()) for info in grid)
-    return [info for info in grid if int(torch.tensor(info.shape[1:]).prod()) == smallest][-1].name
+    smallest = min(math.prod(info.shape[1:]) for info in grid)
+    return [info for info in grid if math.prod(info.shape[1:]) == smallest][-1].name

@@ -135,7 +135,13 @@ def load_volume(
                 f"{path.name}: a single DICOM file is one slice; open the whole series as a folder or a .zip"
             )
         if head.startswith(_GZIP_MAGIC) or _looks_like_nifti(head):
-            return _load_nifti(path, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
+            return _load_nifti(
+                path,
+                compressed=head.startswith(_GZIP_MAGIC),
+                max_bytes=max_bytes,
+                max_voxels=max_voxels,
+                volume_index=volume_index,
+            )
     except InputError:
         raise
     except MemoryError as e:
@@ -148,8 +154,12 @@ def load_volume(
     )
 
 
+def _is_nifti2(head: bytes) -> bool:
+    return head[4:8] == b"n+2\x00" or head[344:348] == b"n+2\x00"
+
+
 def _looks_like_nifti(head: bytes) -> bool:
-    return len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00", b"n+2\x00") or head[4:8] in (b"n+2\x00",))
+    return len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00") or _is_nifti2(head))
 
 
 def _check_voxels(shape: tuple[int, ...], max_voxels: int, name: str) -> None:
@@ -178,22 +188,18 @@ def _pick_3d(data: np.ndarray, name: str, volume_index: int | None) -> tuple[np.
     return data, warnings
 
 
-def _load_nifti(path: Path, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
-    if path.read_bytes()[:2] == _GZIP_MAGIC:
+def _load_nifti(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
+    if compressed:
         # Decompress with a ceiling ourselves: a small .gz can expand without bound.
         raw = _bounded_gunzip(path, max_bytes)
-        img = (
-            nib.Nifti1Image.from_bytes(raw)
-            if raw[344:348] != b"n+2\x00" and raw[4:8] != b"n+2\x00"
-            else nib.Nifti2Image.from_bytes(raw)
-        )
+        img = nib.Nifti2Image.from_bytes(raw) if _is_nifti2(raw) else nib.Nifti1Image.from_bytes(raw)
     else:
         img = nib.load(str(path))
     shape = img.shape
     if len(shape) < 3 or min(shape) == 0:
         raise InputError(f"{path.name}: volume must be 3D; got shape {tuple(shape)}")
     _check_voxels(shape, max_voxels, path.name)
-    if len(shape) > 3 and int(np.prod(shape[3:])) > 1 and len([s for s in shape[3:] if s > 1]) > 1:
+    if sum(s > 1 for s in shape[3:]) > 1:  # 4D is fine (one volume is taken); 5D+ with data is not
         raise InputError(f"{path.name}: {len(shape)}D image with shape {tuple(shape)} is not supported")
     data, warnings = _pick_3d(np.asanyarray(img.dataobj), path.name, volume_index)
     return make_volume(data, img.affine, path.name, tuple(warnings))

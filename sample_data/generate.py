@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         sample_case(base, affine, args.out / "case_brain")
     n_train, n_test, scale = (12, 6, 0.02) if args.quick else (480, 120, 1.0)
     report_path = args.out / "models" / "training_report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    report: dict[str, dict] = {}
     specs = {
         "cnn": (LesionNet, 1500, 3e-3, False, "features.block3", "LesionNet (3D CNN)"),
         "vit": (build_vit, 700, 1e-3, False, "blocks.2", "MONAI ViT 3D, patch 8"),
