@@ -193,6 +193,11 @@ def valid_methods(model: LoadedModel) -> list[str]:
 def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tuple[nn.Module, GridMap, torch.Tensor]:
     """The module on `device`, the volume-to-model grid map, and the model's input tensor."""
     module = model.module.to(device)
+    if model.input_shape is not None and len(model.input_shape) - 1 != volume.ndim:
+        raise InputError(
+            f"{volume.source}: a {volume.ndim}D image cannot go into a model that takes "
+            f"{len(model.input_shape) - 1}D input {tuple(model.input_shape)}"
+        )
     model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
     grid = plan_grid(volume.shape, volume.affine, model.card, model_shape)
     channels = model.input_shape[0] if model.input_shape else 1

@@ -3,7 +3,10 @@
 Axis convention (said once, here): a `Volume` holds `data[i, j, k]` in the file's
 own voxel order, and `affine` maps the voxel index (i, j, k, 1) to world
 coordinates in millimetres, RAS+ as in NIfTI: x grows towards the patient's
-Right, y towards Anterior, z towards Superior. DICOM and NRRD store LPS+, and are
+Right, y towards Anterior, z towards Superior. A 2D image (a radiograph) is a
+`Volume` with `data[i, j]`: i runs along a row (the column index, left to right as
+stored), j down the rows (top to bottom as stored), and `affine` maps (i, j, 0, 1);
+its third column is the image normal, so the same 4x4 algebra serves both. DICOM and NRRD store LPS+, and are
 converted on load by negating x and y. `to_ras` reorders a volume to the closest
 canonical voxel order (i grows to the patient's right, j to the front, k to the
 head); the viewer shows that canonical copy, while exports keep the original
@@ -19,7 +22,6 @@ import hashlib
 import io
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +44,7 @@ _ZIP_MAGIC = b"PK\x03\x04"
 
 @dataclass(frozen=True, eq=False)
 class Volume:
-    """A 3D image: float32 `data[i, j, k]`, a 4x4 voxel-to-RAS-mm `affine`, provenance."""
+    """A 3D volume `data[i, j, k]` or a 2D image `data[i, j]` (float32), a 4x4 voxel-to-RAS-mm `affine`, provenance."""
 
     data: np.ndarray
     affine: np.ndarray
@@ -51,13 +53,18 @@ class Volume:
     warnings: tuple[str, ...] = field(default=())
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.data.shape)  # type: ignore[return-value]
+    def ndim(self) -> int:
+        """2 for an image, 3 for a volume."""
+        return int(self.data.ndim)
 
     @property
-    def spacing(self) -> tuple[float, float, float]:
-        """Voxel size in mm along i, j, k (column norms of the affine)."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Voxel (or pixel) size in mm along each data axis (column norms of the affine)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, : self.ndim], axis=0))
 
     @property
     def orientation(self) -> str:
@@ -66,25 +73,30 @@ class Volume:
 
 
 def make_volume(data: np.ndarray, affine: np.ndarray, source: str = "array", warnings: tuple[str, ...] = ()) -> Volume:
-    """Validate a 3D array and affine and wrap them as a `Volume` (data cast to float32)."""
+    """Validate a 3D volume or 2D image and its affine, and wrap them as a `Volume` (data cast to float32).
+
+    A 3D array with one singleton axis is a 2D image in disguise; it is refused here
+    (the loaders squeeze it deliberately, where they know which axis is which).
+    """
     data = np.asarray(data)
-    if data.ndim != 3:
-        raise InputError(f"volume must be 3D; got shape {tuple(data.shape)}")
+    name = source or "array"
+    if data.ndim not in (2, 3):
+        raise InputError(f"{name}: an image must be 2D or 3D; got shape {tuple(data.shape)}")
     if min(data.shape) == 0:
-        raise InputError(f"volume has an empty axis; got shape {tuple(data.shape)}")
+        raise InputError(f"{name}: the image has an empty axis; got shape {tuple(data.shape)}")
     if min(data.shape) == 1:
-        raise InputError(f"volume is a single 2D slice (shape {tuple(data.shape)}); a 3D volume is needed")
+        raise InputError(f"{name}: shape {tuple(data.shape)} has a singleton axis; load it as a 2D image")
     if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise InputError(f"volume voxels must be real numbers; got dtype {data.dtype}")
+        raise InputError(f"{name}: voxels must be real numbers; got dtype {data.dtype}")
     data = np.ascontiguousarray(data, dtype=np.float32)
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
-        raise InputError(f"volume has {bad} NaN or infinite voxels; fix or mask them before loading")
+        raise InputError(f"{name}: {bad} voxels are NaN or infinite; fix or mask them before loading")
     affine = np.asarray(affine, dtype=np.float64)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise InputError("volume affine must be a finite 4x4 matrix")
+        raise InputError(f"{name}: the affine must be a finite 4x4 matrix")
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError("volume affine is singular (zero voxel size or collinear axes)")
+        raise InputError(f"{name}: the affine is singular (zero voxel size or collinear axes)")
     return Volume(data, affine, source, content_hash(data, affine), tuple(warnings))
 
 
@@ -117,7 +129,9 @@ def load_volume(
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return _load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
+        from explain.dicom import load_dicom_folder
+
+        return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
     size = path.stat().st_size
     if size > max_bytes:
         raise InputError(f"{path.name}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
@@ -127,7 +141,9 @@ def load_volume(
         head = f.read(352)
     try:
         if head.startswith(_ZIP_MAGIC):
-            return _load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
+            from explain.dicom import load_dicom_zip
+
+            return load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
         if head.startswith(b"NRRD"):
             return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
         if head[128:132] == b"DICM":
@@ -252,120 +268,6 @@ def _load_nrrd(path: Path, *, max_voxels: int, volume_index: int | None) -> Volu
         raise InputError(f"{path.name}: NRRD space '{space}' is not supported")
     affine[:3] *= np.asarray(flips[space], dtype=float)[:, None]
     return make_volume(data, affine, path.name, tuple(warnings))
-
-
-# ----------------------------------------------------------------------------- DICOM
-
-
-def _load_dicom_folder(folder: Path, *, max_bytes: int, max_voxels: int) -> Volume:
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
-    total = sum(p.stat().st_size for p in files)
-    if total > max_bytes:
-        raise InputError(
-            f"{folder.name}: folder holds {total / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit"
-        )
-    if len(files) > MAX_ZIP_MEMBERS:
-        raise InputError(f"{folder.name}: {len(files)} files is over the {MAX_ZIP_MEMBERS} limit")
-    return _series_to_volume([(p.name, p.read_bytes()) for p in files], folder.name, max_voxels)
-
-
-def _load_dicom_zip(path: Path, *, max_bytes: int, max_voxels: int) -> Volume:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise InputError(f"{path.name}: corrupt .zip ({e})") from e
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise InputError(f"{path.name}: {len(members)} files is over the {MAX_ZIP_MEMBERS} limit")
-        for m in members:
-            parts = Path(m.filename.replace("\\", "/")).parts
-            if m.filename.startswith(("/", "\\")) or ".." in parts or ":" in m.filename:
-                raise InputError(f"{path.name}: refused, member '{m.filename}' points outside the archive")
-        declared = sum(m.file_size for m in members)
-        if declared > max_bytes:
-            raise InputError(
-                f"{path.name}: expands to {declared / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit"
-            )
-        items: list[tuple[str, bytes]] = []
-        read_so_far = 0
-        for m in members:
-            # Read in bounded chunks: the declared size in a zip can lie.
-            with archive.open(m) as f:
-                buf = io.BytesIO()
-                while chunk := f.read(1 << 20):
-                    read_so_far += len(chunk)
-                    if read_so_far > max_bytes:
-                        raise InputError(f"{path.name}: expands past the {max_bytes / 2**20:.0f} MiB limit")
-                    buf.write(chunk)
-            items.append((m.filename, buf.getvalue()))
-    return _series_to_volume(items, path.name, max_voxels)
-
-
-def _series_to_volume(items: list[tuple[str, bytes]], name: str, max_voxels: int) -> Volume:
-    """Sort DICOM slices by position along the slice normal and build the RAS affine."""
-    import pydicom
-
-    slices = []
-    for fname, raw in items:
-        try:
-            ds = pydicom.dcmread(io.BytesIO(raw), force=False)
-        except Exception:  # noqa: BLE001 - non-DICOM files in a series folder are skipped
-            continue
-        if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
-            slices.append((fname, ds))
-    if not slices:
-        raise InputError(f"{name}: no DICOM image slices with position and orientation found")
-    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
-    if len(series) > 1:
-        raise InputError(f"{name}: holds {len(series)} DICOM series; open one series at a time")
-    if len(slices) < 2:
-        raise InputError(f"{name}: a single DICOM slice is 2D; a 3D series is needed")
-    orient = np.asarray(slices[0][1].ImageOrientationPatient, dtype=float)
-    row_dir, col_dir = orient[:3], orient[3:]
-    normal = np.cross(row_dir, col_dir)
-    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in slices])
-    along = positions @ normal
-    order = np.argsort(along, kind="stable")
-    along = along[order]
-    steps = np.diff(along)
-    if np.any(steps < 1e-3):
-        raise InputError(f"{name}: the series has duplicated slices (two slices at the same position)")
-    median = float(np.median(steps))
-    if np.any(steps > 1.5 * median):
-        gap = int(np.argmax(steps))
-        raise InputError(
-            f"{name}: the series has missing slices (a gap of {steps[gap]:.2f} mm where the spacing is {median:.2f} mm)"
-        )
-    rows, cols = int(slices[0][1].Rows), int(slices[0][1].Columns)
-    _check_voxels((cols, rows, len(slices)), max_voxels, name)
-    planes = []
-    for idx in order:
-        ds = slices[idx][1]
-        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
-            raise InputError(f"{name}: slices differ in size; the series is inconsistent")
-        try:
-            pixels = ds.pixel_array.astype(np.float32)
-        except Exception as e:  # noqa: BLE001 - pydicom raises many types for codecs
-            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-            raise InputError(
-                f"{name}: cannot decode pixel data (transfer syntax {syntax}); export the series uncompressed ({e})"
-            ) from e
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        planes.append(pixels * slope + intercept)  # CT: stored values -> Hounsfield units
-    # pixel_array is [row, column]; our i runs along a row (column index), j down rows.
-    data = np.stack([p.T for p in planes], axis=2)
-    row_spacing, col_spacing = (float(s) for s in slices[0][1].PixelSpacing)
-    first = positions[order[0]]
-    slice_step = (positions[order[-1]] - first) / (len(slices) - 1)
-    lps = np.eye(4)
-    lps[:3, 0] = row_dir * col_spacing
-    lps[:3, 1] = col_dir * row_spacing
-    lps[:3, 2] = slice_step
-    lps[:3, 3] = first
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
-    return make_volume(data, affine, name)
 
 
 # ----------------------------------------------------------------------------- orientation

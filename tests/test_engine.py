@@ -114,7 +114,7 @@ def test_bad_inputs_give_input_errors():
         explain(model, volume, "gradcam", ["nope"], device="cpu")
     with pytest.raises(InputError, match="channel mismatch"):
         explain(loaded(BlobNet(), (3, 24, 24, 24)), volume, device="cpu")
-    with pytest.raises(InputError, match="volume must be 3D"):
+    with pytest.raises(InputError, match="2D or 3D"):
         explain(model, np.zeros((4, 4, 4, 4), np.float32), device="cpu")
 
 

@@ -60,7 +60,7 @@ def test_four_d_takes_first_volume_with_warning(tmp_path):
     "data, message",
     [
         (np.zeros((8, 8), np.float32), "3D"),
-        (np.zeros((8, 8, 1), np.float32), "single 2D slice"),
+        (np.zeros((8, 8, 1), np.float32), "singleton axis"),
         (np.full((4, 4, 4), np.nan, np.float32), "NaN or infinite"),
         (np.zeros((4, 4, 4, 2, 2), np.float32), "not supported"),
     ],
