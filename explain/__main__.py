@@ -1,14 +1,18 @@
 """Command line: `python -m explain layers MODEL` and `python -m explain cam MODEL VOLUME --out CAM.nii.gz`.
 
-Bad input prints one line on stderr (`error: ...`) and exits with status 2; a
-traceback means a bug in camviewer.
+Bad input prints one line on stderr (`error: ...`) and exits with status 2. Even a
+bug prints one line (status 1) rather than a traceback; set CAMVIEWER_DEBUG=1 to
+see the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -23,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("model", help=".pt2 program, or a weights file with --arch")
         sp.add_argument("--arch", help="MONAI network name for a weights file, e.g. DenseNet121")
         sp.add_argument("--arch-kwargs", default="{}", help="JSON kwargs, e.g. '{\"spatial_dims\": 3}'")
-        sp.add_argument("--card", help="model card JSON file (overrides the embedded one)")
+        sp.add_argument("--card", help="model card JSON file: its fields override the model's own card")
         sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     layers = sub.add_parser("layers", help="list candidate layers with their output shapes")
@@ -32,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cam = sub.add_parser("cam", help="compute CAM(s) and write them as NIfTI on the input's grid")
     model_args(cam)
-    cam.add_argument("volume", help="NIfTI, NRRD, DICOM folder or .zip")
+    cam.add_argument("volume", help="NIfTI, NRRD, MGH, DICOM folder or .zip, PNG/JPEG")
+    cam.add_argument("--volume-index", type=int, help="which volume of a 4D file (default: the first)")
     cam.add_argument("--out", required=True, help="output .nii.gz (several maps: suffixed _<layer>_<target>)")
     cam.add_argument("--method", default="gradcam")
     cam.add_argument("--layer", action="append", help="dotted layer name; repeat for several")
@@ -54,9 +59,9 @@ def _load(args: argparse.Namespace):
     card = None
     if args.card:
         try:
-            card = json.loads(Path(args.card).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"--card {args.card}: cannot read the JSON file ({e})") from e
+            card = json.loads(Path(args.card).read_text()[:1_000_000])
+        except (OSError, ValueError, RecursionError) as e:
+            raise InputError(f"--card {Path(args.card).name}: cannot read the JSON file ({type(e).__name__})") from e
     return load_model(args.model, arch=args.arch, arch_kwargs=kwargs, card=card)
 
 
@@ -91,7 +96,7 @@ def run(argv: list[str]) -> int:
 
     from explain.volumes import load_volume, save_nifti
 
-    volume = load_volume(args.volume)
+    volume = load_volume(args.volume, volume_index=args.volume_index)
     target = args.target
     if target is not None and target != "all":
         if not target.lstrip("-").isdigit():
@@ -137,18 +142,22 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # torch.export prints deprecation chatter on load; our own warnings go into the JSON report.
-    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Library chatter (torch.export deprecations, nibabel/pydicom notes) must not come before our one line.
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("error: out of memory; try a smaller volume or --device cpu", file=sys.stderr)
+        print("error: out of memory; try a smaller volume or a lower CAMVIEWER_MAX_BYTES", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - a bug: still one line, the traceback only on request
+        if os.environ.get("CAMVIEWER_DEBUG"):
+            traceback.print_exc()
+        print(f"error: internal error ({type(e).__name__}); rerun with CAMVIEWER_DEBUG=1 for details", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def is_vit(model: nn.Module) -> bool:
     return bool(attention_layers(model))
 
 
-def token_grid(model: nn.Module, example: torch.Tensor) -> tuple[int, int, int]:
-    """The (d, h, w) patch grid, from the patch embedding's own output on `example`."""
+def token_grid(model: nn.Module, example: torch.Tensor) -> tuple[int, ...]:
+    """The (d, h, w) or (h, w) patch grid, from the patch embedding's own output on `example`."""
     modules = dict(model.named_modules())
     embed = next((modules[n] for n in ("patch_embedding.patch_embeddings", "patch_embedding") if n in modules), None)
     if embed is None:
@@ -59,8 +59,8 @@ def token_grid(model: nn.Module, example: torch.Tensor) -> tuple[int, int, int]:
     shape = seen.get("shape")
     if shape is None:
         raise InputError("the patch embedding did not run; cannot find the token grid")
-    if len(shape) == 5:
-        return shape[2], shape[3], shape[4]
+    if len(shape) in (4, 5):  # a convolutional embedding: (B, C, h, w) or (B, C, d, h, w)
+        return tuple(int(s) for s in shape[2:])
     # Perceptron embedding gives (B, N, C): derive the grid from a cubic split if possible.
     n_tokens = shape[1]
     spatial = example.shape[2:]
@@ -110,16 +110,16 @@ def rollout(weights: list[torch.Tensor]) -> torch.Tensor:
     return result[:, 0, 1:]
 
 
-def tokens_to_grid(tokens: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """(B, N) token scores -> (B, d, h, w), in patch-embedding (C) order."""
+def tokens_to_grid(tokens: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """(B, N) token scores -> (B, *grid), in patch-embedding (C) order."""
     b, n = tokens.shape
     if n != math.prod(grid):
         raise InputError(f"{n} tokens do not fill a {grid} grid")
     return tokens.reshape(b, *grid)
 
 
-def block_to_feature_map(block_out: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-    """A block's output (B, 1+N, C) -> (B, C, d, h, w), dropping the CLS token."""
+def block_to_feature_map(block_out: torch.Tensor, grid: tuple[int, ...]) -> torch.Tensor:
+    """A block's output (B, 1+N, C) -> (B, C, *grid), dropping the CLS token."""
     b, t, c = block_out.shape
     if t != math.prod(grid) + 1:
         raise InputError(f"block output has {t} tokens; expected 1 + {math.prod(grid)} for grid {grid}")

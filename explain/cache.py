@@ -1,14 +1,14 @@
-"""Results stored by content: (volume hash, model hash, method, layers, target, options, engine version).
+"""Explanations stored by request key (`explain.request.CamRequest.key`).
 
 Two tiers, both bounded in bytes and evicting least-recently-used first:
 memory (shared by the app's sessions) and a disk folder that survives restarts.
-Disk entries are a JSON summary plus an `.npz` of the maps, read with
+Disk entries are a JSON summary plus an `.npz` of the maps (layer grid and model
+grid; the image-grid map is recomputed from them when needed), read with
 `allow_pickle=False`: nothing in the cache can run code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -17,28 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from explain import __version__
-from explain.engine import CamResult, Explanation
-
-
-def cache_key(
-    volume_hash: str, model_hash: str, method: str, layers: list[str] | None, target: object, **options: object
-) -> str:
-    """A stable hex key for one engine call."""
-    parts = {
-        "volume": volume_hash,
-        "model": model_hash,
-        "method": method,
-        "layers": list(layers or []),
-        "target": target if target is None or isinstance(target, (int, str)) else list(target),
-        "options": {k: v for k, v in sorted(options.items()) if v is not None},
-        "engine": __version__,
-    }
-    return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
+from explain.preprocess import GridMap
+from explain.results import CamResult, Explanation
 
 
 def _nbytes(e: Explanation) -> int:
-    return sum(r.cam.nbytes + r.raw_map.nbytes for r in e.results)
+    return e.nbytes
 
 
 class CamCache:
@@ -88,8 +72,9 @@ class CamCache:
             return
         arrays = {}
         for i, r in enumerate(e.results):
-            arrays[f"cam_{i}"], arrays[f"raw_{i}"] = r.cam, r.raw_map
+            arrays[f"map_{i}"], arrays[f"raw_{i}"] = r.model_map, r.raw_map
         meta = e.summary()
+        meta["geometry"] = [{"grid": r.grid.to_dict(), "affine": r.volume_affine.tolist()} for r in e.results]
         tmp = self.directory / f".{key}.{os.getpid()}.tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, self.directory / f"{key}.npz")
@@ -112,13 +97,15 @@ class CamCache:
                         m["target"],
                         m["target_name"],
                         data[f"raw_{i}"],
-                        data[f"cam_{i}"],
+                        data[f"map_{i}"],
                         m["raw_peak"],
+                        GridMap.from_dict(g["grid"]),
+                        np.asarray(g["affine"], dtype=float),
                         m["warnings"],
                     )
-                    for i, m in enumerate(meta["maps"])
+                    for i, (m, g) in enumerate(zip(meta["maps"], meta["geometry"]))
                 ]
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return None  # a damaged entry is a miss; it is overwritten on the next put
         os.utime(data_path)  # LRU on disk is by access time
         return Explanation(
@@ -145,11 +132,3 @@ class CamCache:
             total -= oldest.stat().st_size
             oldest.unlink(missing_ok=True)
             oldest.with_suffix(".json").unlink(missing_ok=True)
-
-
-_DEVICE_LOCK = threading.Lock()
-
-
-def device_lock() -> threading.Lock:
-    """One computation at a time on the device: concurrent users queue instead of running out of memory."""
-    return _DEVICE_LOCK

@@ -155,20 +155,19 @@ def _all_output_shapes(model: nn.Module) -> Iterator[dict[str, tuple[int, ...]]]
             handle.remove()
 
 
-def list_layers(
-    model: nn.Module, example: torch.Tensor, token_grid: tuple[int, int, int] | None = None
-) -> list[LayerInfo]:
+def list_layers(model: nn.Module, example: torch.Tensor, token_grid: tuple[int, ...] | None = None) -> list[LayerInfo]:
     """Every module whose output has spatial extent, in forward order, with its shape.
 
-    One dry forward pass (no gradients). 3D feature maps (B, C, D, H, W) are 'grid'
-    layers. With `token_grid` (a ViT), outputs of transformer blocks (B, 1+N, C)
-    with N = d*h*w are 'tokens' layers, reported as (C, d, h, w).
+    One dry forward pass (no gradients). Feature maps with the input's number of
+    spatial axes ((B, C, D, H, W) or (B, C, H, W)) are 'grid' layers. With
+    `token_grid` (a ViT), outputs of transformer blocks (B, 1+N, C) with N tokens
+    are 'tokens' layers, reported as (C, *token_grid).
     """
     with _all_output_shapes(model) as shapes, torch.no_grad():
         model(example)
     spatial_dims = example.ndim - 2
     out = []
-    n_tokens = None if token_grid is None else token_grid[0] * token_grid[1] * token_grid[2]
+    n_tokens = None if token_grid is None else math.prod(token_grid)
     for name, shape in shapes.items():
         if len(shape) == 2 + spatial_dims and all(s >= 1 for s in shape[2:]):
             out.append(LayerInfo(name, shape[1:], "grid"))
@@ -195,7 +194,7 @@ def default_layer(layers: Sequence[LayerInfo]) -> str:
         return blocks[-2].name
     grid = [info for info in layers if info.kind == "grid" and min(info.shape[1:]) >= 2]
     if not grid:
-        raise InputError("the model has no layer with a 3D feature map of at least 2 voxels a side")
+        raise InputError("the model has no layer with a spatial feature map of at least 2 voxels a side")
     # Deepest = smallest grid; among equals, the last in forward order.
     smallest = min(math.prod(info.shape[1:]) for info in grid)
     return [info for info in grid if math.prod(info.shape[1:]) == smallest][-1].name

@@ -1,32 +1,39 @@
 """Load, validate and describe models without executing code from the file.
 
 Two ways in:
-- a `.pt2` program (`torch.export.save`), loaded with `torch.export.load` and
-  `torch.export.unflatten` so that named submodules accept hooks;
+- a `.pt2` program (`torch.export.save`), read by `explain.pt2` (which never
+  unpickles) and `torch.export.unflatten`-ed so that named submodules accept hooks;
 - a weights file (`.pt`/`.pth` read with `weights_only=True`, or `.safetensors`)
-  plus the name of a class in `monai.networks.nets` and its keyword arguments.
-
+  plus the name of an allowed `monai.networks.nets` class and plain arguments
+  (`explain.netargs`).
 TorchScript (cannot be hooked) and pickled whole modules (loading them runs code)
 are refused with a message saying how to export a `.pt2` instead.
+
+Identity rule (see docs/decisions.md): a model is its file's bytes plus the
+canonical JSON of its *effective* card. The card inside the file (or its sidecar)
+wins; a form's values only fill fields the card lacks; a user's deliberate
+overrides win over both and are listed. Any of these changing changes the identity,
+so every cache keyed by it recomputes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from explain.cards import ModelCard, canonical_json, validate_card
 from explain.errors import InputError
+from explain.limits import check_bytes, max_bytes, mib
 
 CARD_FILE = "model_card.json"
-TASKS = ("classification", "segmentation")
-INTENSITY_KINDS = ("none", "ct_window", "percentile", "zscore", "minmax")
 
 EXPORT_HINT = (
     "Export the model instead: `ep = torch.export.export(model.eval(), (example_input,)); "
@@ -34,207 +41,228 @@ EXPORT_HINT = (
 )
 
 
-@dataclass
-class ModelCard:
-    """What the model expects and predicts; every field is optional except the task."""
+@dataclass(frozen=True, eq=False)
+class ModelFile:
+    """What a model file holds, before any card from a form is applied."""
 
-    task: str = "classification"
-    class_names: list[str] | None = None
-    input_shape: tuple[int, ...] | None = None  # (C, D, H, W) without the batch axis
-    intensity: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
-    spacing: tuple[float, float, float] | None = None  # mm per model voxel, if fixed
-    orientation: str | None = None  # "RAS" when the model was trained on RAS-ordered arrays
-    default_layer: str | None = None
-    name: str = ""
-    description: str = ""
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str) -> ModelCard:
-        if not isinstance(raw, dict):
-            raise InputError(f"{source}: model card must be a JSON object")
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InputError(f"{source}: unknown model card field(s) {unknown}; known: {sorted(known)}")
-        card = cls(**raw)
-        if card.task not in TASKS:
-            raise InputError(f"{source}: task must be one of {TASKS}; got {card.task!r}")
-        if card.input_shape is not None:
-            card.input_shape = tuple(int(s) for s in card.input_shape)
-            if len(card.input_shape) != 4:
-                raise InputError(f"{source}: input_shape must be (C, D, H, W); got {card.input_shape}")
-        if card.spacing is not None:
-            card.spacing = tuple(float(s) for s in card.spacing)  # type: ignore[assignment]
-        kind = (card.intensity or {}).get("kind", "none")
-        if kind not in INTENSITY_KINDS:
-            raise InputError(f"{source}: intensity kind must be one of {INTENSITY_KINDS}; got {kind!r}")
-        return card
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["input_shape"] = list(self.input_shape) if self.input_shape else None
-        out["spacing"] = list(self.spacing) if self.spacing else None
-        return out
+    module: nn.Module
+    file_hash: str  # the bytes (and, for weights, the network name and arguments)
+    source: str  # a display name, never a server path
+    kind: str  # "pt2" | "weights"
+    input_shape: tuple[int, ...] | None  # (C, *spatial) as the program declares it
+    card: dict[str, Any] | None  # the validated fields of the card found in or beside the file
+    card_origin: str  # "inside the file", "sidecar <name>", or "none"
 
 
-@dataclass
+@dataclass(eq=False)
 class LoadedModel:
-    """A hookable module in eval mode, its card, and a content hash of what was loaded."""
+    """A hookable module in eval mode, its effective card, and its identity (file + card)."""
 
     module: nn.Module
     card: ModelCard
-    content_hash: str
+    identity: str
     source: str
     kind: str  # "pt2" | "weights"
-    input_shape: tuple[int, ...] | None = None  # (C, D, H, W): from the program, else the card
+    input_shape: tuple[int, ...] | None = None  # (C, *spatial)
+    file_hash: str = ""
+    card_origin: str = "none"
+    filled: tuple[str, ...] = ()  # card fields taken from the form because the model's card lacks them
+    overridden: tuple[str, ...] = ()  # card fields the user overrode on purpose
+
+    @property
+    def spatial_dims(self) -> int | None:
+        return len(self.input_shape) - 1 if self.input_shape else None
 
 
-def _hash_file(path: Path, extra: str = "") -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    h.update(extra.encode())
-    return h.hexdigest()
-
-
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return z.namelist()
-    except zipfile.BadZipFile:
-        return []
-
-
-def load_model(
-    path: str | Path,
+def read_model_file(
+    data: bytes | str | Path,
+    name: str | None = None,
     *,
     arch: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
-    card: ModelCard | dict[str, Any] | None = None,
-) -> LoadedModel:
-    """Load a `.pt2` program, or weights plus a MONAI network name (`arch`) and kwargs.
-
-    The card comes from, in order: the `card` argument, the program's extra file
-    `model_card.json`, a sidecar `<stem>.json` or `MODEL.json` next to the file.
-    Raises `InputError` for any format that would need running code to load.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
-    with open(path, "rb") as f:
-        head = f.read(16)
-    names = _zip_names(path) if head.startswith(b"PK") else []
-    if any(n.endswith("/archive_format") for n in names) or any("/models/" in n for n in names):
-        loaded = _load_pt2(path)
+) -> ModelFile:
+    """Read a model from a path (its sidecar card is looked for beside it) or from uploaded bytes (no sidecar)."""
+    path = None
+    if not isinstance(data, bytes):
+        path = Path(data)
+        name = name or path.name
+        if not path.is_file():
+            raise InputError(f"{name}: no such model file")
+        check_bytes(path.stat().st_size, "reading the model file", name)
+        data = path.read_bytes()
+    name = name or "model"
+    check_bytes(len(data), "reading the model file", name)
+    names = _zip_names(data)
+    if any(n.endswith("/archive_format") or "/models/" in n for n in names):
+        module, shape, card, origin = _read_pt2(data, name)
+        kind, file_hash = "pt2", _digest(data)
     elif any("/code/" in n for n in names) or any(n.endswith("constants.pkl") for n in names):
         raise InputError(
-            f"{path.name}: TorchScript models cannot be hooked, so CAMs cannot be computed from them. {EXPORT_HINT}"
+            f"{name}: TorchScript models cannot be hooked, so CAMs cannot be computed from them. {EXPORT_HINT}"
         )
     else:
         if arch is None:
             raise InputError(
-                f"{path.name}: a weights file needs the MONAI network name (for example "
-                "DenseNet121) and its arguments; or load a .pt2 program instead"
+                f"{name}: a weights file needs the MONAI network name (for example DenseNet121) and its "
+                "arguments; or load a .pt2 program instead"
             )
-        loaded = _load_weights(path, arch, arch_kwargs or {})
-    loaded.card = _resolve_card(path, card, loaded.card)
-    if loaded.input_shape is None and loaded.card.input_shape is not None:
-        loaded.input_shape = loaded.card.input_shape
-    if loaded.card.input_shape is None and loaded.input_shape is not None:
-        loaded.card.input_shape = loaded.input_shape
-    return loaded
+        module = _load_weights(data, name, arch, arch_kwargs or {}, names)
+        kind, shape, card, origin = "weights", None, None, "none"
+        file_hash = _digest(data, json.dumps({"arch": arch, "kwargs": arch_kwargs or {}}, sort_keys=True))
+    if path is not None and card is None:
+        card, origin = _sidecar_card(path)
+    return ModelFile(module, file_hash, name, kind, shape, card, origin)
 
 
-def _resolve_card(path: Path, given: ModelCard | dict[str, Any] | None, embedded: ModelCard) -> ModelCard:
-    if isinstance(given, ModelCard):
-        return given
-    if isinstance(given, dict):
-        return ModelCard.from_dict(given, "model card")
+def apply_card(
+    model_file: ModelFile, defaults: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> LoadedModel:
+    """The effective card (overrides > the file's own card > form defaults) and the model's identity."""
+    embedded = dict(model_file.card or {})
+    filler = validate_card(defaults, "the preprocessing form") if defaults else {}
+    forced = validate_card(overrides, "the override") if overrides else {}
+    merged = {**filler, **embedded, **forced}
+    program_shape = model_file.input_shape
+    if program_shape is not None:
+        stated = merged.get("input_shape")
+        if stated is not None and tuple(stated) != tuple(program_shape):
+            if "input_shape" in embedded or "input_shape" in forced:
+                raise InputError(
+                    f"{model_file.source}: the card says input_shape {list(stated)}, but the program takes "
+                    f"{list(program_shape)}; fix the card"
+                )
+            filler.pop("input_shape", None)  # the form's guess; the program's own shape is a fact
+        merged["input_shape"] = tuple(program_shape)
+    card_dict = validate_card(ModelCard(**merged).to_dict(), f"{model_file.source} (effective card)")
+    card = ModelCard(**card_dict)
+    filled = tuple(sorted(k for k in filler if k not in embedded and k not in forced))
+    overridden = tuple(sorted(k for k in forced if embedded.get(k, _MISSING) != forced[k]))
+    identity = _digest(model_file.file_hash.encode(), canonical_json(card))
+    shape = tuple(card.input_shape) if card.input_shape else program_shape
+    return LoadedModel(
+        model_file.module,
+        card,
+        identity,
+        model_file.source,
+        model_file.kind,
+        shape,
+        model_file.file_hash,
+        model_file.card_origin,
+        filled,
+        overridden,
+    )
+
+
+_MISSING = object()
+
+
+def load_model(
+    path: str | Path | bytes,
+    *,
+    arch: str | None = None,
+    arch_kwargs: dict[str, Any] | None = None,
+    card: ModelCard | dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> LoadedModel:
+    """Read a model file and apply its card. `card` is a deliberate override (wins); `defaults` fill gaps."""
+    model_file = read_model_file(path, name, arch=arch, arch_kwargs=arch_kwargs)
+    overrides = card.to_dict() if isinstance(card, ModelCard) else card  # a whole card overrides every field
+    return apply_card(model_file, defaults, overrides)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _digest(data: bytes, extra: str = "") -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(data)
+    h.update(extra.encode())
+    return h.hexdigest()
+
+
+def _zip_names(data: bytes) -> list[str]:
+    if not data.startswith(b"PK"):
+        return []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return z.namelist()
+    except (zipfile.BadZipFile, ValueError):
+        return []
+
+
+def _parse_card_text(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise InputError(f"{source}: the model card is not valid JSON ({type(e).__name__})") from e
+    return validate_card(raw, source)
+
+
+def _sidecar_card(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """`<stem>.json` or `MODEL.json` beside a model the user named on the command line."""
     for sidecar in (path.with_name(path.name.split(".")[0] + ".json"), path.with_name("MODEL.json")):
         if sidecar.is_file():
-            try:
-                raw = json.loads(sidecar.read_text())
-            except json.JSONDecodeError as e:
-                raise InputError(f"{sidecar.name}: model card is not valid JSON ({e})") from e
-            return ModelCard.from_dict(raw, sidecar.name)
-    return embedded
+            if sidecar.stat().st_size > 256 * 1024:
+                raise InputError(
+                    f"{sidecar.name}: a model card is a few kB; this file is {mib(sidecar.stat().st_size)}"
+                )
+            return _parse_card_text(sidecar.read_text(errors="replace"), sidecar.name), f"sidecar {sidecar.name}"
+    return None, "none"
 
 
-def _load_pt2(path: Path) -> LoadedModel:
-    extra = {CARD_FILE: ""}
-    try:
-        program = torch.export.load(str(path), extra_files=extra)
-    except Exception as e:  # noqa: BLE001 - deserialisation errors come in many types
-        raise InputError(f"{path.name}: cannot load the .pt2 program ({type(e).__name__}: {e})") from e
-    card = ModelCard()
-    if extra.get(CARD_FILE):
+def _read_pt2(data: bytes, name: str) -> tuple[nn.Module, tuple[int, ...], dict | None, str]:
+    from explain.pt2 import PT2_LOCK, read_pt2
+
+    program = read_pt2(data, name)
+    card = _parse_card_text(program.card_text, f"{name} (card inside the file)") if program.card_text else None
+    with PT2_LOCK:
         try:
-            card = ModelCard.from_dict(json.loads(extra[CARD_FILE]), f"{path.name}:{CARD_FILE}")
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path.name}: embedded model card is not valid JSON ({e})") from e
-    user_inputs = set(program.graph_signature.user_inputs)
-    shapes = [
-        tuple(n.meta["val"].shape)
-        for n in program.graph.nodes
-        if n.op == "placeholder" and n.name in user_inputs and "val" in n.meta
-    ]
-    if len(shapes) != 1:
-        raise InputError(f"{path.name}: the program takes {len(shapes)} inputs; exactly one image is needed")
-    shape = tuple(int(s) for s in shapes[0])
-    if len(shape) != 5 or shape[0] != 1:
-        raise InputError(
-            f"{path.name}: the program's input must be (1, C, D, H, W); got {shape}. "
-            "Export with a batch of one 3D image."
-        )
-    module = torch.export.unflatten(program)
-    return LoadedModel(module, card, _hash_file(path), path.name, "pt2", shape[1:])
+            module = torch.export.unflatten(program.program)
+        except Exception as e:  # noqa: BLE001 - unflatten raises many types on odd programs
+            raise InputError(
+                f"{name}: the program cannot be prepared for hooks ({type(e).__name__}: {str(e)[:160]})"
+            ) from e
+    return module, program.input_shape, card, "inside the file" if card else "none"
 
 
-def _load_weights(path: Path, arch: str, arch_kwargs: dict[str, Any]) -> LoadedModel:
-    from monai.networks import nets
+def _load_weights(data: bytes, name: str, arch: str, arch_kwargs: dict[str, Any], zip_names: list[str]) -> nn.Module:
+    from explain.netargs import build_network
 
-    if arch not in getattr(nets, "__all__", dir(nets)) or not (
-        isinstance(getattr(nets, arch, None), type) and issubclass(getattr(nets, arch), nn.Module)
-    ):
-        raise InputError(f"{arch!r} is not a network in monai.networks.nets")
-    try:
-        module = getattr(nets, arch)(**arch_kwargs)
-    except Exception as e:  # noqa: BLE001 - bad kwargs raise TypeError/ValueError/AssertionError
-        raise InputError(f"{arch}({arch_kwargs}) cannot be built: {e}") from e
-    state = _read_state_dict(path)
+    state = _read_state_dict(data, name, zip_names)
+    module = build_network(arch, arch_kwargs, name)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[:3]
-        raise InputError(f"{path.name}: weights do not fit {arch}({arch_kwargs}): {' '.join(first)}") from e
-    module.eval()
-    extra = json.dumps({"arch": arch, "kwargs": arch_kwargs}, sort_keys=True)
-    return LoadedModel(module, ModelCard(), _hash_file(path, extra), path.name, "weights")
+        first = " ".join(str(e).splitlines()[:3])[:300]
+        raise InputError(f"{name}: the weights do not fit {arch} with these arguments: {first}") from e
+    return module.eval()
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if not head.startswith(b"PK") and len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
+def _read_state_dict(data: bytes, name: str, zip_names: list[str]) -> dict[str, torch.Tensor]:
+    head = data[:8]
+    if not data.startswith(b"PK") and len(head) == 8 and int.from_bytes(head, "little") < 100_000_000:
         try:
-            from safetensors.torch import load_file
+            from safetensors.torch import load as load_safetensors
 
-            return load_file(str(path))
+            return load_safetensors(data)
         except Exception:  # noqa: BLE001 - not safetensors after all; try torch.load below
             pass
+    if zip_names:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            check_bytes(sum(i.file_size for i in z.infolist()), "unpacking the weights", name, max_bytes())
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - UnpicklingError for modules, others for corrupt files
         if "Unsupported global" in str(e) or "Weights only load failed" in str(e):
             raise InputError(
-                f"{path.name}: refused, this is a pickled Python object (probably a whole "
-                f"module); loading it would run code from the file. {EXPORT_HINT}"
+                f"{name}: refused, this is a pickled Python object (probably a whole module); loading it "
+                f"would run code from the file. {EXPORT_HINT}"
             ) from e
-        raise InputError(f"{path.name}: cannot read weights ({type(e).__name__}: {e})") from e
+        raise InputError(f"{name}: cannot read the weights ({type(e).__name__}: {str(e)[:160]})") from e
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"{path.name}: expected a state_dict (name -> tensor); got {type(obj).__name__}")
+        raise InputError(f"{name}: expected a state_dict (name -> tensor); got {type(obj).__name__}")
     return obj

@@ -1,12 +1,14 @@
 """The volume's voxel grid <-> the model's input grid, forward and exactly inverse.
 
-A `GridMap` is fixed by the volume (shape, affine) and the model card. Forward
-(`to_model`): optional reorientation to RAS (exact axis flips/swaps), a per-axis
-affine resampling `v = scale * m + offset` from model voxel m to volume voxel v
-(trilinear, on the device), then the card's intensity transform. Inverse
-(`to_volume`): the same affine solved for m, sampled at every volume voxel, then
-the reorientation undone. Since both directions use one affine, a point maps
-back to where it came from, up to interpolation.
+A `GridMap` is fixed by the image (shape, affine) and the model card. Forward
+(`to_model`): an exact reordering of axes (3D with `orientation: RAS`: to RAS
+order; 2D: from the image's (column, row) order to the model's (row, column)),
+a per-axis affine resampling `v = scale * m + offset` from model voxel m to image
+voxel v (trilinear or bilinear, on the device), then the card's intensity
+transform. Inverse (`to_volume`): the same affine solved for m, sampled at every
+image voxel, then the reordering undone. Since both directions use one affine, a
+point maps back to where it came from, up to interpolation; `model_affine` places
+the model grid in world space with the same algebra.
 
 - Resize only (no spacing in the card): `scale = N / S`, `offset = scale/2 - 1/2`
   (voxel centres aligned, as `F.interpolate(align_corners=False)`).
@@ -16,46 +18,85 @@ back to where it came from, up to interpolation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from explain.cards import ModelCard
 from explain.errors import InputError
-from explain.models import ModelCard
 from explain.volumes import ras_orientation
+
+# A 2D image is data[i = column, j = row]; 2D models take (H = rows, W = columns).
+_IMAGE_TO_MODEL_2D = ((1, 1), (0, 1))
 
 
 @dataclass(frozen=True)
 class GridMap:
-    """Geometry from a volume's voxel grid to a model's input grid (D, H, W)."""
+    """Geometry from an image's voxel grid to a model's input grid (D, H, W) or (H, W)."""
 
-    volume_shape: tuple[int, int, int]
-    model_shape: tuple[int, int, int]
-    scale: tuple[float, float, float]
-    offset: tuple[float, float, float]
-    ornt: tuple[tuple[int, int], ...] | None  # nibabel ornt to RAS, or None to keep voxel order
+    volume_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+    scale: tuple[float, ...]
+    offset: tuple[float, ...]
+    ornt: tuple[tuple[int, int], ...] | None  # nibabel-style ornt applied first, or None to keep voxel order
     intensity: dict
 
     @property
-    def reoriented_shape(self) -> tuple[int, int, int]:
+    def ndim(self) -> int:
+        return len(self.volume_shape)
+
+    @property
+    def reoriented_shape(self) -> tuple[int, ...]:
         if self.ornt is None:
             return self.volume_shape
-        shape = [0, 0, 0]
+        shape = [0] * self.ndim
         for axis, (target, _flip) in enumerate(self.ornt):
             shape[target] = self.volume_shape[axis]
-        return tuple(shape)  # type: ignore[return-value]
+        return tuple(shape)
 
     @property
     def is_identity(self) -> bool:
-        return (
-            self.reoriented_shape == self.model_shape
-            and self.scale == (1.0, 1.0, 1.0)
-            and self.offset == (0.0, 0.0, 0.0)
+        n = self.ndim
+        return self.reoriented_shape == self.model_shape and self.scale == (1.0,) * n and self.offset == (0.0,) * n
+
+    def to_dict(self) -> dict:
+        """JSON-ready (for the disk cache)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GridMap:
+        ornt = tuple(tuple(int(v) for v in pair) for pair in d["ornt"]) if d.get("ornt") is not None else None
+        return cls(
+            tuple(d["volume_shape"]),
+            tuple(d["model_shape"]),
+            tuple(d["scale"]),
+            tuple(d["offset"]),
+            ornt,
+            dict(d["intensity"]),
         )
 
-    # -- orientation (torch, batch-first: axes 2, 3, 4 are spatial) -------------------
+    def model_affine(self, volume_affine: np.ndarray) -> np.ndarray:
+        """4x4 map from a model-grid index (m0, m1[, m2], 1) to world mm: where the model's voxels lie."""
+        n = self.ndim
+        reorder = np.eye(n + 1)  # reoriented index -> original voxel index
+        if self.ornt is not None:
+            reorder = np.zeros((n + 1, n + 1))
+            reorder[n, n] = 1.0
+            for axis, (target, flip) in enumerate(self.ornt):
+                reorder[axis, target] = flip
+                if flip == -1:
+                    reorder[axis, n] = self.volume_shape[axis] - 1
+        resample = np.diag([*self.scale, 1.0])
+        resample[:n, n] = self.offset
+        to_voxel = reorder @ resample
+        full = np.eye(4)  # embed (n+1)x(n+1) into 4x4: a 2D image's third axis is its normal
+        full[:n, :n] = to_voxel[:n, :n]
+        full[:n, 3] = to_voxel[:n, n]
+        return np.asarray(volume_affine, dtype=float) @ full
+
+    # -- orientation (torch, batch-first: axes 2.. are spatial) ------------------------
     def _reorient(self, x: torch.Tensor) -> torch.Tensor:
         if self.ornt is None:
             return x
@@ -76,23 +117,24 @@ class GridMap:
     def _sample(
         self, x: torch.Tensor, out_shape: tuple[int, ...], scale: np.ndarray, offset: np.ndarray, padding: str
     ) -> torch.Tensor:
-        """Sample x (B, C, *in_shape) at source voxel `scale * out_index + offset`."""
+        """Sample x (B, C, *in_shape) at source voxel `scale * out_index + offset` (linear interpolation)."""
         in_shape = x.shape[2:]
         axes = []
         for size_out, size_in, s, o in zip(out_shape, in_shape, scale, offset):
             idx = torch.arange(size_out, device=x.device, dtype=torch.float32) * float(s) + float(o)
             # align_corners=True normalisation: -1 and +1 are the centres of the end voxels.
             axes.append(idx * (2.0 / max(size_in - 1, 1)) - 1.0)
-        d, h, w = torch.meshgrid(*axes, indexing="ij")
-        grid = torch.stack((w, h, d), dim=-1)[None].expand(x.shape[0], -1, -1, -1, -1)
+        mesh = torch.meshgrid(*axes, indexing="ij")
+        grid = torch.stack(mesh[::-1], dim=-1)[None]  # grid_sample wants (x, y[, z]) = last axis first
+        grid = grid.expand(x.shape[0], *grid.shape[1:])
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 
     def to_model(self, data: np.ndarray, device: torch.device | str = "cpu", channels: int = 1) -> torch.Tensor:
-        """Volume data (I, J, K) -> model input (1, channels, D, H, W), float32 on `device`."""
+        """Image data (I, J[, K]) -> model input (1, channels, *model_shape), float32 on `device`."""
         if channels != 1:
             raise InputError(
                 f"channel mismatch: the model expects {channels} input channels and the "
-                "volume has 1; load a single-channel model or a matching multi-channel input"
+                "image has 1; load a single-channel model or a matching multi-channel input"
             )
         x = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32, device=device)[None, None]
         x = self._reorient(x)
@@ -101,7 +143,7 @@ class GridMap:
         return apply_intensity(x, self.intensity)
 
     def to_volume(self, maps: torch.Tensor) -> torch.Tensor:
-        """Maps on the model grid (B, D, H, W) -> (B, I, J, K) on the volume's own voxel grid."""
+        """Maps on the model grid (B, *model_shape) -> (B, *volume_shape) on the image's own voxel grid."""
         x = maps[:, None].float()
         if not self.is_identity:
             scale = 1.0 / np.asarray(self.scale)
@@ -110,7 +152,7 @@ class GridMap:
         return self._unreorient(x)[:, 0]
 
     def region_to_model(self, region: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-        """A boolean mask on the volume grid -> a boolean mask on the model grid."""
+        """A boolean mask on the image grid -> a boolean mask on the model grid."""
         x = torch.as_tensor(np.asarray(region, dtype=np.float32), device=device)[None, None]
         x = self._reorient(x)
         if not self.is_identity:
@@ -119,18 +161,23 @@ class GridMap:
 
 
 def plan_grid(
-    volume_shape: tuple[int, int, int], affine: np.ndarray, card: ModelCard, model_shape: tuple[int, int, int] | None
+    volume_shape: tuple[int, ...], affine: np.ndarray, card: ModelCard, model_shape: tuple[int, ...] | None
 ) -> GridMap:
-    """Build the map from a volume to the model grid described by `card` and `model_shape`."""
+    """Build the map from an image to the model grid described by `card` and `model_shape`."""
+    n = len(volume_shape)
+    if n not in (2, 3):
+        raise InputError(f"an image must be 2D or 3D; got shape {tuple(volume_shape)}")
     ornt = None
-    if (card.orientation or "").upper() == "RAS":
+    if n == 2:
+        ornt = _IMAGE_TO_MODEL_2D
+    elif (card.orientation or "").upper() == "RAS":
         ornt = tuple((int(t), int(f)) for t, f in ras_orientation(affine))
-    reoriented = GridMap(tuple(volume_shape), (1, 1, 1), (1.0,) * 3, (0.0,) * 3, ornt, {}).reoriented_shape
+    reoriented = GridMap(tuple(volume_shape), (1,) * n, (1.0,) * n, (0.0,) * n, ornt, {}).reoriented_shape
     target = tuple(model_shape) if model_shape is not None else reoriented
-    if len(target) != 3 or min(target) < 1:
-        raise InputError(f"model input grid must be 3D; got {target}")
+    if len(target) != n or min(target) < 1:
+        raise InputError(f"the model's input grid {target} does not match a {n}D image")
     if card.spacing is not None:
-        spacing = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+        spacing = np.linalg.norm(np.asarray(affine)[:3, :n], axis=0)
         if ornt is not None:
             spacing = spacing[np.argsort([t for t, _ in ornt])]
         scale = np.asarray(card.spacing, dtype=float) / spacing
@@ -152,8 +199,9 @@ def apply_intensity(x: torch.Tensor, spec: dict) -> torch.Tensor:
     """The card's intensity transform, on the model grid (so statistics match training).
 
     kinds: none; ct_window {level, width} -> [0, 1]; percentile {lower, upper} -> [0, 1]
-    (clipped, as MONAI ScaleIntensityRangePercientiles(b_min=0, b_max=1, clip=True));
-    zscore (as NormalizeIntensity); minmax -> [0, 1].
+    (clipped, as MONAI ScaleIntensityRangePercentiles(b_min=0, b_max=1, clip=True));
+    zscore (as MONAI NormalizeIntensity: population standard deviation, unbiased=False);
+    minmax -> [0, 1].
     """
     kind = spec.get("kind", "none")
     if kind == "none":
@@ -169,7 +217,9 @@ def apply_intensity(x: torch.Tensor, spec: dict) -> torch.Tensor:
         hi = torch.quantile(flat, float(spec.get("upper", 99.5)) / 100)
         return ((x - lo) / (hi - lo).clamp_min(1e-8)).clamp(0, 1)
     if kind == "zscore":
-        return (x - x.mean()) / x.std().clamp_min(1e-8)
+        std = x.std(unbiased=False)
+        # MONAI leaves a constant image centred but unscaled (it divides by 1 when std is 0).
+        return (x - x.mean()) / torch.where(std > 0, std, torch.ones_like(std))
     if kind == "minmax":
         lo, hi = x.min(), x.max()
         return (x - lo) / (hi - lo).clamp_min(1e-8)

@@ -29,13 +29,13 @@ import nibabel as nib
 import numpy as np
 from nibabel import orientations
 
+from explain import limits
 from explain.errors import InputError
 
-# Limits are generous for real CT (512 x 512 x 600 is 157 M voxels) and small
-# enough that a hostile file cannot exhaust memory; both can be overridden per
-# call or with environment variables.
-DEFAULT_MAX_BYTES = int(os.environ.get("CAMVIEWER_MAX_BYTES", 2 * 1024**3))
-DEFAULT_MAX_VOXELS = int(os.environ.get("CAMVIEWER_MAX_VOXELS", 200_000_000))
+# The memory budget lives in explain.limits (CAMVIEWER_MAX_BYTES, CAMVIEWER_MAX_VOXELS);
+# these defaults are read when a load starts, so a test or server can change them.
+DEFAULT_MAX_BYTES = None
+DEFAULT_MAX_VOXELS = None
 MAX_ZIP_MEMBERS = 5000
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -115,8 +115,8 @@ def content_hash(data: np.ndarray, affine: np.ndarray) -> str:
 def load_volume(
     path: str | os.PathLike,
     *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_voxels: int = DEFAULT_MAX_VOXELS,
+    max_bytes: int | None = DEFAULT_MAX_BYTES,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
     volume_index: int | None = None,
 ) -> Volume:
     """Load a NIfTI file, NRRD file, DICOM folder or .zip of one DICOM series.
@@ -126,8 +126,10 @@ def load_volume(
     `InputError` naming the file and the problem.
     """
     path = Path(path)
+    max_bytes = limits.max_bytes() if max_bytes is None else max_bytes
+    max_voxels = limits.max_voxels() if max_voxels is None else max_voxels
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"{path.name}: no such file or folder")
     if path.is_dir():
         from explain.dicom import load_dicom_folder
 
@@ -179,11 +181,8 @@ def _looks_like_nifti(head: bytes) -> bool:
 
 
 def _check_voxels(shape: tuple[int, ...], max_voxels: int, name: str) -> None:
-    n = int(np.prod([max(int(s), 0) for s in shape[:3]], dtype=np.int64))
-    if n > max_voxels:
-        raise InputError(
-            f"{name}: {n:,} voxels ({' x '.join(map(str, shape[:3]))}) is over the {max_voxels:,} voxel limit"
-        )
+    """Every axis counts: a 4D file with 100 volumes is 100 times the voxels of one."""
+    limits.check_voxels(shape, name, max_voxels)
 
 
 def _pick_3d(data: np.ndarray, name: str, volume_index: int | None) -> tuple[np.ndarray, list[str]]:
@@ -235,38 +234,14 @@ def _bounded_gunzip(path: Path, max_bytes: int) -> bytes:
 
 
 def _load_nrrd(path: Path, *, max_voxels: int, volume_index: int | None) -> Volume:
-    import nrrd  # pynrrd: a small pure-Python reader
+    from explain.nrrd_io import read_nrrd
 
-    header = nrrd.read_header(str(path))
-    sizes = [int(s) for s in header.get("sizes", [])]
-    _check_voxels(tuple(sizes), max_voxels, path.name)
-    data, header = nrrd.read(str(path))
-    directions = header.get("space directions")
+    del max_voxels  # read_nrrd counts every axis against the voxel budget itself
+    data, affine, header = read_nrrd(path, path.name)
     kinds = header.get("kinds")
     if data.ndim == 4 and kinds is not None and kinds[0] not in ("domain", "space"):
         data = np.moveaxis(data, 0, -1)  # NRRD puts the list axis first
     data, warnings = _pick_3d(data, path.name, volume_index)
-    affine = np.eye(4)
-    if directions is not None:
-        rows = [np.asarray(d, dtype=float) for d in directions if d is not None and not np.any(np.isnan(d))]
-        if len(rows) == 3:
-            affine[:3, :3] = np.stack(rows, axis=1)
-    elif "spacings" in header:
-        affine[:3, :3] = np.diag(np.asarray(header["spacings"], dtype=float)[:3])
-    if "space origin" in header:
-        affine[:3, 3] = np.asarray(header["space origin"], dtype=float)
-    space = str(header.get("space", "left-posterior-superior")).lower()
-    flips = {
-        "left-posterior-superior": (-1, -1, 1),
-        "lps": (-1, -1, 1),
-        "right-anterior-superior": (1, 1, 1),
-        "ras": (1, 1, 1),
-        "left-anterior-superior": (-1, 1, 1),
-        "las": (-1, 1, 1),
-    }
-    if space not in flips:
-        raise InputError(f"{path.name}: NRRD space '{space}' is not supported")
-    affine[:3] *= np.asarray(flips[space], dtype=float)[:, None]
     return make_volume(data, affine, path.name, tuple(warnings))
 
 
@@ -322,11 +297,30 @@ def nifti_bytes(data: np.ndarray, affine: np.ndarray) -> bytes:
         return out.read_bytes()
 
 
-def load_volume_bytes(raw: bytes, name: str, **limits: int) -> Volume:
-    """Load an uploaded file's bytes (any supported type) via a private temp file."""
-    safe = Path(name).name or "upload"
+_KNOWN_SUFFIXES = (".nii.gz", ".nii", ".gz", ".nrrd", ".nhdr", ".zip", ".dcm", ".png", ".jpg", ".jpeg", ".mgz", ".mgh")
+
+
+def safe_name(name: object, fallback: str = "upload") -> str:
+    """An upload's name made safe to show and log: the last path part, printable, at most 80 characters.
+
+    It is only ever shown; files are never created under a name a user chose.
+    """
+    text = str(name or "").replace("\\", "/").split("/")[-1]
+    text = "".join(c for c in text if c.isprintable() and c not in "\x00")
+    text = text.strip().strip(".") or fallback
+    return text if len(text) <= 80 else text[:60] + "..." + text[-17:]
+
+
+def load_volume_bytes(raw: bytes, name: str, **limit_kwargs: int) -> Volume:
+    """Load an uploaded file's bytes (any supported type) via a private temp file with a fixed name."""
+    shown = safe_name(name)
+    suffix = next((s for s in _KNOWN_SUFFIXES if shown.lower().endswith(s)), "")
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / safe
+        target = Path(tmp) / f"upload{suffix}"
         target.write_bytes(raw)
-        vol = load_volume(target, **limits)
-    return Volume(vol.data, vol.affine, safe, vol.content_hash, vol.warnings)
+        try:
+            vol = load_volume(target, **limit_kwargs)
+        except InputError as e:  # name the user's file, not our temporary one
+            raise InputError(str(e).replace(target.name, shown)) from None
+    warnings = tuple(w.replace(target.name, shown) for w in vol.warnings)
+    return Volume(vol.data, vol.affine, shown, vol.content_hash, warnings)

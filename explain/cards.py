@@ -1,0 +1,222 @@
+"""The model card: what a model expects and predicts, validated field by field.
+
+A card is untrusted input (it comes inside an uploaded file, beside it, or from a
+form), so every field is checked for type, range and size, and every bad field
+gets its own sentence. `canonical_json` is the card's identity: the same effective
+card always gives the same text, so it can be part of a cache key.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from explain.errors import InputError
+from explain.limits import mib
+
+TASKS = ("classification", "segmentation")
+INTENSITY_KINDS = ("none", "ct_window", "percentile", "zscore", "minmax")
+ORIENTATIONS = ("RAS",)
+MAX_SIDE = 4096
+MAX_CHANNELS = 64
+MAX_CLASSES = 1000
+_LAYER_NAME = re.compile(r"^[A-Za-z0-9_.]{1,300}$")
+_INTENSITY_FIELDS = {
+    "none": set(),
+    "zscore": set(),
+    "minmax": set(),
+    "ct_window": {"level", "width"},
+    "percentile": {"lower", "upper"},
+}
+
+
+@dataclass
+class ModelCard:
+    """What the model expects and predicts; every field is optional except the task."""
+
+    task: str = "classification"
+    class_names: list[str] | None = None
+    input_shape: tuple[int, ...] | None = None  # (C, D, H, W) or (C, H, W), without the batch axis
+    intensity: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
+    spacing: tuple[float, ...] | None = None  # mm per model voxel, if fixed
+    orientation: str | None = None  # "RAS" when the model was trained on RAS-ordered arrays
+    default_layer: str | None = None
+    name: str = ""
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, raw: Any, source: str) -> ModelCard:
+        """Validate a card (dict) and build it; `InputError` lists one sentence per bad field."""
+        return cls(**validate_card(raw, source))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["input_shape"] = list(self.input_shape) if self.input_shape else None
+        out["spacing"] = list(self.spacing) if self.spacing else None
+        out["intensity"] = dict(self.intensity or {"kind": "none"})
+        return out
+
+
+CARD_FIELDS = tuple(f.name for f in fields(ModelCard))
+
+
+def canonical_json(card: ModelCard) -> str:
+    """The card as sorted, compact JSON: equal cards give equal text (part of a model's identity)."""
+    return json.dumps(card.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def validate_card(raw: Any, source: str, budget_bytes: int | None = None) -> dict[str, Any]:
+    """Check a card dict; return only the fields it gives, normalised (tuples, floats, ints)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: a model card must be a JSON object; got {type(raw).__name__}")
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    unknown = sorted(str(k)[:40] for k in raw if k not in CARD_FIELDS)
+    if unknown:
+        problems.append(f"unknown field(s) {unknown}; known: {list(CARD_FIELDS)}")
+    for key in CARD_FIELDS:
+        if key not in raw:
+            continue
+        try:
+            value = _CHECKS[key](raw[key])
+        except _Bad as e:
+            problems.append(f"`{key}` {e}")
+            continue
+        out[key] = value
+    if not problems:
+        problems.extend(_cross_checks(out, budget_bytes))
+    if problems:
+        raise InputError(f"{source}: the model card is not valid: " + "; ".join(problems) + ".")
+    return out
+
+
+class _Bad(ValueError):
+    pass
+
+
+def _text(value: Any, limit: int) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"must be text; got {type(value).__name__}")
+    if len(value) > limit:
+        raise _Bad(f"is {len(value)} characters; at most {limit}")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise _Bad("contains control characters")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _Bad(f"{what} must be a finite number; got {str(value)[:30]!r}")
+    return float(value)
+
+
+def _task(value: Any) -> str:
+    if value not in TASKS:
+        raise _Bad(f"must be one of {TASKS}; got {str(value)[:40]!r}")
+    return value
+
+
+def _class_names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CLASSES:
+        raise _Bad(f"must be a list of 1 to {MAX_CLASSES} names")
+    return [_text(v, 100) for v in value]
+
+
+def _input_shape(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) not in (3, 4):
+        raise _Bad("must be (C, H, W) or (C, D, H, W)")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise _Bad(f"must hold whole numbers; got {str(list(value))[:60]}")
+    if not 1 <= value[0] <= MAX_CHANNELS or not all(1 <= v <= MAX_SIDE for v in value[1:]):
+        raise _Bad(f"must have 1 to {MAX_CHANNELS} channels and sides of 1 to {MAX_SIDE}")
+    return tuple(int(v) for v in value)
+
+
+def _intensity(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Bad(f"must be an object like {{'kind': 'zscore'}}; got {type(value).__name__}")
+    kind = value.get("kind", "none")
+    if kind not in INTENSITY_KINDS:
+        raise _Bad(f"kind must be one of {INTENSITY_KINDS}; got {str(kind)[:40]!r}")
+    extra = set(value) - {"kind"} - _INTENSITY_FIELDS[kind]
+    if extra:
+        raise _Bad(f"{kind!r} takes no field(s) {sorted(str(e)[:30] for e in extra)}")
+    out: dict[str, Any] = {"kind": kind}
+    if kind == "ct_window":
+        level = _number(value.get("level", 40.0), "level")
+        width = _number(value.get("width", 400.0), "width")
+        if not -10_000 <= level <= 10_000 or not 0 < width <= 100_000:
+            raise _Bad("needs a level in -10000..10000 and a width above 0 (HU)")
+        out.update(level=level, width=width)
+    elif kind == "percentile":
+        lower = _number(value.get("lower", 0.5), "lower")
+        upper = _number(value.get("upper", 99.5), "upper")
+        if not 0 <= lower < upper <= 100:
+            raise _Bad("needs 0 <= lower < upper <= 100")
+        out.update(lower=lower, upper=upper)
+    return out
+
+
+def _spacing(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise _Bad("must be 2 or 3 numbers (mm per model voxel)")
+    out = tuple(_number(v, "each value") for v in value)
+    if not all(0 < v <= 100 for v in out):
+        raise _Bad("must be above 0 and at most 100 mm")
+    return out
+
+
+def _orientation(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value not in ORIENTATIONS:
+        raise _Bad(f"must be 'RAS' or null; got {str(value)[:20]!r}")
+    return value
+
+
+def _default_layer(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _LAYER_NAME.match(value):
+        raise _Bad("must be a dotted module name like 'features.denseblock4'")
+    return value
+
+
+_CHECKS = {
+    "task": _task,
+    "class_names": _class_names,
+    "input_shape": _input_shape,
+    "intensity": _intensity,
+    "spacing": _spacing,
+    "orientation": _orientation,
+    "default_layer": _default_layer,
+    "name": lambda v: _text(v, 200),
+    "description": lambda v: _text(v, 2000),
+}
+
+
+def _cross_checks(card: dict[str, Any], budget_bytes: int | None) -> list[str]:
+    from explain.limits import max_bytes
+
+    problems = []
+    shape, spacing = card.get("input_shape"), card.get("spacing")
+    if shape and spacing and len(spacing) != len(shape) - 1:
+        problems.append(f"`spacing` has {len(spacing)} values but the input has {len(shape) - 1} spatial axes")
+    if shape and len(shape) == 3 and card.get("orientation"):
+        problems.append("`orientation` applies to 3D models only")
+    if shape:
+        # The input, plus at least a few feature maps of the same size, must fit the memory budget.
+        need = math.prod(shape) * 4 * 8
+        limit = budget_bytes if budget_bytes is not None else max_bytes()
+        if need > limit:
+            problems.append(f"`input_shape` {list(shape)} would need about {mib(need)}, over the {mib(limit)} limit")
+    return problems

@@ -1,0 +1,126 @@
+"""The device, and what a model's layers look like: candidate layers, their shapes, the ViT token grid.
+
+Every forward pass in camviewer (listing layers, classifying, explaining) runs
+under `on_device()`, one at a time: concurrent users queue instead of running the
+device out of memory. The lock is re-entrant, so an engine call may list layers
+inside its own turn.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from explain.attention import is_vit, token_grid
+from explain.errors import InputError
+from explain.hooks import LayerInfo, list_layers
+from explain.models import LoadedModel
+
+
+class _DeviceLock:
+    """A re-entrant lock that can tell whether someone else holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def busy(self) -> bool:
+        """True when another thread is computing."""
+        return self._owner is not None and self._owner != threading.get_ident()
+
+    @contextmanager
+    def hold(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            if on_wait is not None:
+                on_wait()
+            self._lock.acquire()
+        self._owner, self._depth = threading.get_ident(), self._depth + 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+            self._lock.release()
+
+
+DEVICE = _DeviceLock()
+
+
+def on_device(on_wait: Callable[[], None] | None = None):
+    """Context manager: this thread's turn on the device; `on_wait` is called first if it must queue."""
+    return DEVICE.hold(on_wait)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an input error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InputError(f"unknown device {str(device)[:20]!r}; use auto, cpu or cuda") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no GPU is available; use --device cpu or auto")
+    return device
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """eval() and requires_grad=False for the call; the previous state is restored afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+def example_input(model: LoadedModel, device: torch.device) -> torch.Tensor:
+    """A zero input of the model's declared shape (batch of one)."""
+    if model.input_shape is None:
+        raise InputError("the model's input shape is unknown; give it in the model card (input_shape)")
+    return torch.zeros((1, *model.input_shape), device=device)
+
+
+_LAYER_CACHE: OrderedDict[tuple[str, str], tuple[list[LayerInfo], tuple[int, ...] | None]] = OrderedDict()
+
+
+def model_layers(
+    model: LoadedModel, device: str | torch.device = "auto"
+) -> tuple[list[LayerInfo], tuple[int, ...] | None]:
+    """Candidate layers and the ViT token grid (None for other models), cached per model identity."""
+    dev = resolve_device(device)
+    key = (model.identity, str(dev))
+    if key in _LAYER_CACHE:
+        _LAYER_CACHE.move_to_end(key)
+        return _LAYER_CACHE[key]
+    with on_device():
+        module = model.module.to(dev)
+        example = example_input(model, dev)
+        with frozen(module):
+            try:
+                grid = token_grid(module, example) if is_vit(module) else None
+                layers = list_layers(module, example, grid)
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the model's own errors, reported plainly
+                raise InputError(
+                    f"{model.source}: the model does not run on an input of shape {tuple(example.shape)}: "
+                    f"{type(e).__name__}: {str(e)[:200]}"
+                ) from e
+    _LAYER_CACHE[key] = (layers, grid)
+    while len(_LAYER_CACHE) > 64:
+        _LAYER_CACHE.popitem(last=False)
+    return layers, grid

@@ -1,0 +1,145 @@
+"""Every choice camviewer makes on the user's behalf, stated once.
+
+The app, the command line and batch runs ask here: which methods a model
+supports, its default layer and target, its class names, how a class score is
+worded, and how a user's earlier choices carry over when the model, the method
+or the image changes (`reconcile`). Nothing here draws anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from explain.attention import is_vit
+from explain.errors import InputError
+from explain.hooks import LayerInfo, default_layer
+from explain.methods import ALL_METHODS, ATTENTION_METHODS, GRADIENT_METHODS, LABELS
+from explain.models import LoadedModel
+
+
+def check_fit(model: LoadedModel, ndim: int, source: str) -> None:
+    """Refuse an image the model cannot take: 2D into a 3D model or the reverse, or several channels."""
+    if model.input_shape is None:
+        return
+    if len(model.input_shape) - 1 != ndim:
+        raise InputError(
+            f"{source}: a {ndim}D image cannot go into {model.source}, which takes "
+            f"{len(model.input_shape) - 1}D input {tuple(model.input_shape)}"
+        )
+    if model.input_shape[0] != 1:
+        raise InputError(
+            f"channel mismatch: {model.source} expects {model.input_shape[0]} input channels and "
+            f"{source} has 1; load a single-channel model or a matching multi-channel input"
+        )
+
+
+def is_attention(method: str) -> bool:
+    """Attention methods read a ViT's attention weights, not a layer's gradients."""
+    return method in ATTENTION_METHODS
+
+
+def valid_methods(model: LoadedModel) -> list[str]:
+    """Gradient methods always; attention methods for ViT classifiers only."""
+    vit = is_vit(model.module) and model.card.task == "classification"
+    return [m for m in ALL_METHODS if m in GRADIENT_METHODS or vit]
+
+
+def method_label(method: str) -> str:
+    return LABELS.get(method, method)
+
+
+def default_layer_for(model: LoadedModel, layers: list[LayerInfo]) -> str:
+    """The card's default layer if it exists in the model, else the engine's choice (see hooks.default_layer)."""
+    names = {info.name for info in layers}
+    if model.card.default_layer and model.card.default_layer in names:
+        return model.card.default_layer
+    return default_layer(layers)
+
+
+def gradient_layers(layers: list[LayerInfo]) -> list[str]:
+    """Layers a gradient method can explain: spatial feature maps and ViT blocks."""
+    return [info.name for info in layers if info.kind in ("grid", "tokens")]
+
+
+def attention_blocks(layers: list[LayerInfo]) -> int:
+    """How many transformer blocks a ViT has (0 for other models)."""
+    return sum(1 for info in layers if info.kind == "tokens")
+
+
+def class_names(model: LoadedModel, n_classes: int) -> list[str]:
+    """The card's names when they fit the model's output; otherwise 'class 0', 'class 1', ..."""
+    names = model.card.class_names
+    if names and len(names) == n_classes:
+        return list(names)
+    return [f"class {i}" for i in range(n_classes)]
+
+
+def default_target(model: LoadedModel, probabilities: np.ndarray) -> int:
+    """Classification: the predicted class. Segmentation: the foreground class covering most voxels."""
+    probabilities = np.asarray(probabilities, dtype=float)
+    if model.card.task == "segmentation" and len(probabilities) > 1:
+        return 1 + int(np.argmax(probabilities[1:]))
+    return int(np.argmax(probabilities))
+
+
+def score_word(model: LoadedModel) -> str:
+    """What the per-class number means: a softmax probability, or the share of voxels a segmentation labels."""
+    return "fraction of voxels" if model.card.task == "segmentation" else "probability"
+
+
+def target_label(name: str, value: float, model: LoadedModel) -> str:
+    """'bright lesion (45%)' for a classifier; 'bright lesion (0.31% of voxels)' for a segmentation net."""
+    if model.card.task == "segmentation":
+        return f"{name} ({value:.2%} of voxels)"
+    return f"{name} ({value:.0%})"
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the user picked: plain values only (the app keeps this, never arrays or models)."""
+
+    method: str | None = None
+    layer: str | None = None
+    target_name: str | None = None  # by name, so a class survives a change of model with the same names
+    block: int | None = None
+    head: int | None = None
+
+
+def reconcile(
+    choices: Choices, model: LoadedModel, layers: list[LayerInfo], names: list[str], probabilities: np.ndarray
+) -> tuple[Choices, list[str]]:
+    """Make `choices` valid for this model; each change comes with a sentence saying why.
+
+    A choice that is still valid is never changed. Missing choices take the
+    defaults silently (that is a first visit, not a change).
+    """
+    notes: list[str] = []
+    methods = valid_methods(model)
+    method = choices.method
+    if method not in methods:
+        if method is not None:
+            notes.append(f"{method_label(method)} does not apply to this model; showing {method_label(methods[0])}.")
+        method = methods[0]
+    layer = choices.layer
+    candidates = gradient_layers(layers)
+    if not is_attention(method) and layer not in candidates:
+        fallback = default_layer_for(model, layers)
+        if layer is not None:
+            notes.append(f"layer {layer!r} does not exist in this model; showing {fallback!r}.")
+        layer = fallback
+    blocks = attention_blocks(layers)
+    block = choices.block
+    if method == "vit-attention" and (block is None or not 0 <= block < blocks):
+        if block is not None:
+            notes.append(f"block {block} does not exist (the ViT has {blocks}); showing the last block.")
+        block = blocks - 1
+    target = choices.target_name
+    if target not in names:
+        fallback = names[default_target(model, probabilities)]
+        if target is not None:
+            notes.append(f"class {target!r} does not exist in this model; showing {fallback!r}.")
+        target = fallback
+    out = replace(choices, method=method, layer=layer, target_name=target, block=block)
+    return out, notes
