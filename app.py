@@ -1,22 +1,27 @@
-"""camviewer: where did a 3D medical-imaging model look? (Streamlit entry; composition only.)
+"""camviewer: where did a medical-imaging model look? (Streamlit entry: widgets and layout only.)
 
 streamlit run app.py        # or: make app
+
+Every decision (defaults, valid choices, keys) is made in `explain/`; every picture
+in `viewer/`. The page keeps one small typed state object (`Page`) of hashes and
+choices; volumes, models and maps live in server-side stores keyed by content.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import tempfile
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
 
 from explain import __version__
 from explain.errors import InputError
-from explain.methods import LABELS as METHOD_LABELS
-from explain.volumes import Volume, load_volume, load_volume_bytes, nifti_bytes, to_ras
-from viewer.windowing import auto_window, default_window
+from explain.policy import Choices
+from viewer.text import plain
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE_CASE = ROOT / "sample_data" / "case_brain" / "t1_lesions.nii.gz"
@@ -27,83 +32,77 @@ SAMPLE_MODELS = {
 }
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
-MAX_VOXELS = int(os.environ.get("CAMVIEWER_MAX_VOXELS", 200_000_000))
-PLAIN_ERRORS = {
-    "volume": "This image could not be opened",
-    "model": "This model could not be used",
-    "compute": "The map could not be computed",
+STAGES = {
+    "preprocess": "preparing the input",
+    "forward": "forward pass",
+    "gradients": "gradients",
+    "mapping": "mapping",
 }
+LOG = logging.getLogger("camviewer")
 
-st.set_page_config(page_title="camviewer", layout="wide")
+
+@dataclass
+class Page:
+    """The page's state: content hashes and choices only (never arrays, models or results)."""
+
+    volume: str | None = None  # content hash of the image on screen
+    model: str | None = None  # identity (file + effective card) of the model on screen
+    choices: Choices = field(default_factory=Choices)
+    shown: str | None = None  # request key of the map on screen
+    history: list[tuple[str, str]] = field(default_factory=list)  # (request key, title) for comparison
 
 
-# ----------------------------------------------------------------------------- cached resources
+# ----------------------------------------------------------------------------- server-side stores
 @st.cache_resource(show_spinner=False)
-def cam_cache():
-    from explain.cache import CamCache
+def stores() -> dict:
+    from explain.cache import CamCache, ObjectStore
+    from explain.limits import max_bytes
 
-    return CamCache(STATE_DIR / "cams", max_disk_bytes=int(os.environ.get("CAMVIEWER_CACHE_BYTES", 2 * 1024**3)))
-
-
-@st.cache_resource(show_spinner=False)
-def engine_stats() -> dict:
-    """Counts real engine runs (cache misses); tests read it."""
-    return {"engine_calls": 0}
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def load_model_cached(path: str, file_hash: str, arch: str | None, arch_kwargs_json: str, card_json: str):
-    from explain.models import load_model
-
-    del file_hash  # part of the cache key only: same path, new content -> reload
-    card = json.loads(card_json) if card_json else None
-    return load_model(path, arch=arch, arch_kwargs=json.loads(arch_kwargs_json), card=card)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def volume_by_key(key: str, path: str) -> Volume:
-    del key
-    return load_volume(path, max_voxels=MAX_VOXELS)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def uploaded_volume(digest: str, name: str, _raw: bytes) -> Volume:
-    del digest  # the key; the bytes are not hashed by Streamlit
-    return load_volume_bytes(_raw, name, max_voxels=MAX_VOXELS)
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def display_copy(volume_hash: str, _volume: Volume) -> dict:
-    """RAS-ordered anatomy, published once for the browser; plus its window."""
-    from viewer.display import publish_anatomy, spacing_of
-
-    data_ras, affine_ras = to_ras(_volume.data, _volume.affine)
-    preset, width, level = default_window(data_ras)
-    auto_width, auto_level = auto_window(data_ras)  # the 'MR auto' preset, for any modality
-    published = publish_anatomy(data_ras, volume_hash, ROOT / "static")
     return {
-        "data_ras": data_ras,
-        "affine_ras": affine_ras,
-        "published": published,
-        "spacing": spacing_of(affine_ras),
-        "window": {
-            "preset": preset,
-            "width": width,
-            "level": level,
-            "auto_width": auto_width,
-            "auto_level": auto_level,
-        },
+        "cams": CamCache(STATE_DIR / "cams", max_disk_bytes=int(os.environ.get("CAMVIEWER_CACHE_BYTES", 2 * 1024**3))),
+        "volumes": ObjectStore(8, 2 * max_bytes(), lambda v: v.data.nbytes),
+        "models": ObjectStore(16, max_bytes(), lambda m: sum(p.numel() * 4 for p in m.module.parameters())),
+        "requests": ObjectStore(256, 1 << 20, lambda _r: 1),
+        "stats": {"engine_calls": 0},
     }
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def display_cam(volume_hash: str, model_hash: str, method: str, layer: str, target: int, _cam, _affine) -> tuple:
-    """One map in RAS order, published once for the browser, and its peak voxel; cached per map, not per rerun."""
-    from viewer.display import peak_voxel, publish_cam
+@st.cache_resource(show_spinner=False, max_entries=4)
+def volume_from_path(path: str, stamp: str, index: int | None):
+    from explain.volumes import load_volume
 
-    cam_ras, _ = to_ras(_cam, _affine)
-    key = f"{volume_hash}:{model_hash}:{method}:{layer}:{target}"
-    return cam_ras, publish_cam(cam_ras, key, ROOT / "static"), peak_voxel(cam_ras)
+    del stamp  # part of the key only: same path, new content -> reload
+    return _keep(load_volume(path, volume_index=index))
+
+
+def _keep(volume):
+    stores()["volumes"].put(volume.content_hash, volume)
+    return volume
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def volume_from_upload(digest: str, index: int | None, name: str, _raw: bytes):
+    from explain.volumes import load_volume_bytes
+
+    del digest  # the key; Streamlit never hashes the bytes themselves
+    return _keep(load_volume_bytes(_raw, name, volume_index=index))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def model_file(digest: str, arch: str | None, kwargs_json: str, name: str, _data):
+    from explain.models import read_model_file
+
+    del digest
+    return read_model_file(_data, name, arch=arch, arch_kwargs=json.loads(kwargs_json) if arch else None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def prediction(volume_hash: str, model_identity: str, _model, _volume):
+    """Class scores for the target list: one forward pass without gradients, keyed by content and identity."""
+    from explain.engine import classify
+
+    del volume_hash, model_identity
+    return classify(_model, _volume)[1]
 
 
 def digest(raw: bytes) -> str:
@@ -112,351 +111,358 @@ def digest(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
-def fail(stage: str, error: Exception) -> None:
-    st.session_state["errors"].append(f"{PLAIN_ERRORS[stage]}: {error}")
-
-
 # ----------------------------------------------------------------------------- sidebar: inputs
-def choose_volume() -> Volume | None:
+def choose_volume(errors: list[str]):
+    from explain.volumes import safe_name
+
     st.sidebar.header("1 · Image")
-    sources = ["Sample brain MRI", "Upload a volume"] + (["Case folder"] if CASE_DIR else [])
+    sources = ["Sample brain MRI", "Upload an image"] + (["Case folder"] if CASE_DIR else [])
     source = st.sidebar.radio("Source", sources, key="volume_source")
+    index = st.session_state.get("volume_index")
     try:
         if source == "Sample brain MRI":
-            return volume_by_key(f"sample:{SAMPLE_CASE.stat().st_mtime}", str(SAMPLE_CASE))
+            return volume_from_path(str(SAMPLE_CASE), str(SAMPLE_CASE.stat().st_mtime), None)
         if source == "Case folder":
             cases = sorted(p for p in Path(CASE_DIR).iterdir() if not p.name.startswith("."))
             pick = st.sidebar.selectbox("Case", cases, format_func=lambda p: p.name, key="case_pick")
-            return volume_by_key(f"case:{pick}:{pick.stat().st_mtime}", str(pick)) if pick else None
-        upload = st.sidebar.file_uploader("NIfTI, NRRD or a DICOM series (.zip)", key="volume_upload")
+            return volume_from_path(str(pick), str(pick.stat().st_mtime), index) if pick else None
+        upload = st.sidebar.file_uploader(
+            "NIfTI, NRRD, MGH, DICOM (file or .zip series), PNG/JPEG", key="volume_upload"
+        )
         if upload is None:
-            st.sidebar.info("Upload a volume to begin.")
+            st.sidebar.info("Upload an image to begin.")
             return None
         raw = upload.getvalue()
-        return uploaded_volume(digest(raw), upload.name, raw)
+        volume = volume_from_upload(digest(raw), index, safe_name(upload.name), raw)
+        count = getattr(volume, "n_volumes", 1)
+        if count > 1:
+            st.sidebar.number_input("Volume in file", 0, count - 1, key="volume_index")
+        return volume
     except InputError as e:
-        fail("volume", e)
+        errors.append(f"This image could not be opened: {plain(e)}")
     return None
 
 
-def choose_model():
-    st.sidebar.header("2 · Model")
-    source = st.sidebar.radio(
-        "Source", [*SAMPLE_MODELS, "Upload .pt2", "Upload weights + MONAI network"], key="model_source"
-    )
-    try:
-        if source in SAMPLE_MODELS:
-            path = SAMPLE_MODELS[source]
-            return load_model_cached(str(path), str(path.stat().st_mtime), None, "{}", "")
-        upload = st.sidebar.file_uploader("Model file", key="model_upload")
-        arch, kwargs = None, "{}"
-        if source.startswith("Upload weights"):
-            arch = st.sidebar.text_input("MONAI network", "DenseNet121", key="arch")
-            kwargs = st.sidebar.text_input(
-                "Arguments (JSON)", '{"spatial_dims": 3, "in_channels": 1, "out_channels": 2}', key="arch_kwargs"
-            )
-        card_json = preprocessing_form()
-        if upload is None:
-            st.sidebar.info("Upload a model file.")
-            return None
-        raw = upload.getvalue()
-        folder = Path(tempfile.gettempdir()) / "camviewer-models" / digest(raw)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / Path(upload.name).name
-        path.write_bytes(raw)
-        try:
-            json.loads(kwargs)
-        except json.JSONDecodeError as e:
-            raise InputError(f"the network arguments are not valid JSON ({e})") from e
-        return load_model_cached(str(path), digest(raw), arch, kwargs, card_json)
-    except InputError as e:
-        fail("model", e)
-    return None
-
-
-def preprocessing_form() -> str:
-    """For models without a card: intensity and input shape, chosen by the user."""
-    with st.sidebar.expander("Preprocessing (used when the model has no card)"):
+def preprocessing_form(has_card: bool) -> tuple[dict, dict | None]:
+    """Card fields for a model that lacks them; or, ticked on purpose, overrides of its own card."""
+    title = "Preprocessing (fills what the model's card lacks)"
+    with st.sidebar.expander(title, expanded=not has_card):
         intensity = st.selectbox(
             "Intensity", ["MR percentile 0.5-99.5", "CT soft tissue", "z-score", "none"], key="pre_intensity"
         )
-        shape = st.text_input("Model input shape (C, D, H, W)", "1, 96, 96, 96", key="pre_shape")
+        shape = st.text_input("Model input shape (C, D, H, W) or (C, H, W)", "1, 96, 96, 96", key="pre_shape")
         task = st.selectbox("Task", ["classification", "segmentation"], key="pre_task")
+        override = has_card and st.checkbox("Override the model's own card with these values", key="pre_override")
     spec = {
         "MR percentile 0.5-99.5": {"kind": "percentile", "lower": 0.5, "upper": 99.5},
         "CT soft tissue": {"kind": "ct_window", "level": 40, "width": 400},
         "z-score": {"kind": "zscore"},
         "none": {"kind": "none"},
     }[intensity]
+    card: dict = {"task": task, "intensity": spec}
+    parts = [s.strip() for s in shape.replace("x", ",").split(",") if s.strip()]
+    if not all(p.isdigit() and len(p) < 6 for p in parts):
+        raise InputError(f"the input shape {plain(shape[:40])} must be whole numbers, like 1, 96, 96, 96")
+    card["input_shape"] = [int(p) for p in parts]
+    if len(parts) == 4:
+        card["orientation"] = "RAS"
+    return card, (card if override else None)
+
+
+def choose_model(errors: list[str]):
+    from explain.models import apply_card
+    from explain.volumes import safe_name
+
+    st.sidebar.header("2 · Model")
+    options = [*SAMPLE_MODELS, "Upload .pt2", "Upload weights + MONAI network"]
+    source = st.sidebar.radio("Source", options, key="model_source")
     try:
-        dims = [int(s) for s in shape.replace("x", ",").split(",") if s.strip()]
-    except ValueError:
-        dims = []
-    card = {"task": task, "intensity": spec, "orientation": "RAS"}
-    if len(dims) == 4:
-        card["input_shape"] = dims
-    return json.dumps(card)
+        if source in SAMPLE_MODELS:
+            path = SAMPLE_MODELS[source]
+            loaded = apply_card(model_file(f"{path}:{path.stat().st_mtime}", None, "{}", path.name, str(path)))
+        else:
+            upload = st.sidebar.file_uploader("Model file", key="model_upload")
+            arch, kwargs = None, "{}"
+            if source.startswith("Upload weights"):
+                arch = st.sidebar.text_input("MONAI network", "DenseNet121", key="arch")
+                kwargs = st.sidebar.text_input(
+                    "Arguments (JSON)", '{"spatial_dims": 3, "in_channels": 1, "out_channels": 2}', key="arch_kwargs"
+                )
+                try:
+                    kwargs = json.dumps(json.loads(kwargs[:10_000]), sort_keys=True)
+                except (ValueError, RecursionError) as e:
+                    raise InputError(f"the network arguments are not valid JSON ({type(e).__name__})") from e
+            if upload is None:
+                st.sidebar.info("Upload a model file.")
+                preprocessing_form(False)
+                return None
+            raw = upload.getvalue()
+            mf = model_file(digest(raw), arch, kwargs, safe_name(upload.name, "model"), raw)
+            defaults, overrides = preprocessing_form(mf.card is not None)
+            loaded = apply_card(mf, defaults, overrides)
+        describe_model(loaded)
+        stores()["models"].put(loaded.identity, loaded)
+        return loaded
+    except InputError as e:
+        errors.append(f"This model could not be used: {plain(e)}")
+    return None
 
 
-def choose_settings(model, probabilities) -> dict | None:
-    from explain.engine import default_layer_for, model_layers, valid_methods
+def describe_model(model) -> None:
+    card = model.card
+    if card.name or card.description:
+        st.sidebar.caption(plain(f"{card.name}: {card.description}".strip(": ")))
+    st.sidebar.caption(plain(f"Model card: {model.card_origin}; task {card.task}"))
+    if model.filled:
+        st.sidebar.caption(plain(f"The model's card lacks {', '.join(model.filled)}; the form fills them in."))
+    if model.overridden:
+        values = ", ".join(f"{k} = {json.dumps(card.to_dict()[k])}" for k in model.overridden)
+        st.sidebar.warning(plain(f"Overriding the model's own card on purpose: {values}"))
 
-    st.sidebar.header("3 · Explanation")
-    methods = valid_methods(model)
-    method = st.sidebar.selectbox("Method", methods, format_func=METHOD_LABELS.get, key="method")
+
+# ----------------------------------------------------------------------------- sidebar: choices
+def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str]]:
+    """Widgets show `page.choices`, made valid for this model; a change the user did not make is explained."""
+    from explain.layers import model_layers
+    from explain.policy import (
+        attention_blocks,
+        class_names,
+        gradient_layers,
+        is_attention,
+        method_label,
+        reconcile,
+        target_label,
+        valid_methods,
+    )
+
     layers, _ = model_layers(model)
-    names = [info.name for info in layers]
-    default = default_layer_for(model)
-    settings = {"method": method, "layer": default, "block": None, "head": None}
-    if method in ("gradcam", "gradcampp", "hirescam", "layercam"):
+    names = class_names(model, len(probabilities))
+    asked = Choices(
+        method=st.session_state.get("w_method", page.choices.method),
+        layer=st.session_state.get("w_layer", page.choices.layer),
+        target_name=st.session_state.get("w_target", page.choices.target_name),
+        block=st.session_state.get("w_block", page.choices.block),
+        head=page.choices.head,
+    )
+    choices, notes = reconcile(asked, model, layers, names, probabilities)
+    for key, value in (("w_method", choices.method), ("w_layer", choices.layer), ("w_target", choices.target_name)):
+        st.session_state[key] = value
+    st.sidebar.header("3 · Explanation")
+    st.sidebar.selectbox("Method", valid_methods(model), format_func=method_label, key="w_method")
+    if not is_attention(choices.method):
         shapes = {info.name: "x".join(map(str, info.shape)) for info in layers}
-        if st.session_state.get("layer") not in names:
-            st.session_state["layer"] = default
-        settings["layer"] = st.sidebar.selectbox(
-            "Layer", names, format_func=lambda n: f"{n}  [{shapes[n]}]", key="layer"
+        st.sidebar.selectbox(
+            "Layer", gradient_layers(layers), format_func=lambda n: f"{n}  [{shapes[n]}]", key="w_layer"
         )
-    elif method == "vit-attention":
-        n_blocks = sum(1 for info in layers if info.kind == "tokens")
-        settings["block"] = st.sidebar.number_input("Block", 0, max(n_blocks - 1, 0), max(n_blocks - 1, 0), key="block")
-    names_k = model.card.class_names or [f"class {i}" for i in range(len(probabilities))]
-    options = list(range(len(names_k)))
-    predicted = int(max(options, key=lambda k: probabilities[k])) if probabilities is not None else 0
-    if model.card.task == "segmentation" and predicted == 0 and len(options) > 1:
-        predicted = 1
-    label = (lambda k: f"{names_k[k]} ({probabilities[k]:.0%})") if probabilities is not None else names_k.__getitem__
-    if st.session_state.get("target") not in options:
-        st.session_state["target"] = predicted
-    settings["target"] = st.sidebar.selectbox("Target class", options, format_func=label, key="target")
-    return settings
+    elif choices.method == "vit-attention":
+        st.session_state["w_block"] = choices.block
+        st.sidebar.number_input("Block", 0, max(attention_blocks(layers) - 1, 0), key="w_block")
+    values = dict(zip(names, probabilities))
+    st.sidebar.selectbox("Target class", names, format_func=lambda n: target_label(n, values[n], model), key="w_target")
+    return choices, notes
 
 
 # ----------------------------------------------------------------------------- computation
-def audit(result, volume: Volume, model, method: str, layers: list[str], target) -> None:
-    """One JSONL line per engine computation: hashes, choices, scores, timings; no patient fields."""
-    from explain.report import append_audit
+def run(page: Page, model, volume, choices: Choices):
+    """The request for these choices, and its explanation (cached by request key)."""
+    from explain.policy import class_names, is_attention
+    from explain.report import append_audit, record
+    from explain.request import compute, make_request
 
-    summary = result.summary()
-    append_audit(
-        STATE_DIR / "audit.jsonl",
-        {
-            "event": "compute",
-            "camviewer_version": __version__,
-            "volume_name": volume.source,
-            "volume_hash": volume.content_hash,
-            "model_name": model.source,
-            "model_hash": model.content_hash,
-            "method": method,
-            "layers": layers,
-            "target": target,
-            "probabilities": summary["probabilities"],
-            "predicted": summary["predicted"],
-            "timings_s": summary["timings_s"],
-            "device": summary["device"],
-        },
+    probabilities = prediction(volume.content_hash, model.identity, model, volume)
+    target = class_names(model, len(probabilities)).index(choices.target_name)
+    layers = None if is_attention(choices.method) else [choices.layer]
+    request = make_request(model, volume, choices.method, layers, target, block=choices.block, head=choices.head)
+    status = st.empty()
+    result, cached = compute(
+        request,
+        model,
+        volume,
+        cache=stores()["cams"],
+        progress=lambda stage: status.caption(f"Computing the map: {STAGES.get(stage, stage)}…"),
+        on_wait=lambda: status.info("Waiting for the device: another computation is running…"),
     )
-
-
-def compute(model, volume: Volume, settings: dict, layers: list[str] | None = None, target="single"):
-    """Cached by content; one engine pass on a cache miss, serialised on the device."""
-    from explain.cache import cache_key, device_lock
-    from explain.engine import explain
-
-    layers = layers or [settings["layer"]]
-    wanted = settings["target"] if target == "single" else target
-    key = cache_key(
-        volume.content_hash,
-        model.content_hash,
-        settings["method"],
-        layers,
-        wanted,
-        block=settings.get("block"),
-        head=settings.get("head"),
-    )
-    cache = cam_cache()
-    found = cache.get(key)
-    if found is not None:
-        return found, True
-    lock = device_lock()
-    if not lock.acquire(blocking=False):
-        with st.status("Waiting for the device (another computation is running)…"):
-            lock.acquire()
-    try:
-        result = explain(
-            model, volume, settings["method"], layers, wanted, block=settings.get("block"), head=settings.get("head")
-        )
-        engine_stats()["engine_calls"] += 1
-    finally:
-        lock.release()
-    audit(result, volume, model, settings["method"], layers, wanted)
-    cache.put(key, result)
-    return result, False
-
-
-@st.cache_resource(show_spinner=False, max_entries=16)
-def probabilities_for(volume_hash: str, model_hash: str, _model, _volume: Volume):
-    """Class probabilities for the target list: one forward pass, no gradients, cached by content."""
-    from explain.engine import classify
-
-    del volume_hash, model_hash
-    return classify(_model, _volume)[1]
+    status.empty()
+    if not cached:
+        stores()["stats"]["engine_calls"] += 1
+        append_audit(STATE_DIR / "audit.jsonl", record(request, result, request.layers[0] if layers else "", target))
+    stores()["requests"].put(request.key(), (request, result))
+    return request, result, cached
 
 
 # ----------------------------------------------------------------------------- page
 def main() -> None:
-    st.session_state.setdefault("errors", [])
-    st.session_state["errors"] = []
+    st.set_page_config(page_title="camviewer", layout="wide")
+    page = st.session_state.setdefault("page", Page())
     st.title("camviewer")
-    st.caption("Where did the model look? Grad-CAM family and ViT attention on 3D volumes.")
-    volume = choose_volume()
-    model = choose_model()
-    for message in st.session_state["errors"]:
+    st.caption("Where did the model look? Grad-CAM family and ViT attention on 3D volumes and 2D images.")
+    errors: list[str] = []
+    volume = choose_volume(errors)
+    model = choose_model(errors)
+    for message in errors:
         st.error(message)
     if volume is None or model is None:
-        show_previous()
+        show_last(page)
         return
     for warning in volume.warnings:
-        st.warning(warning)
+        st.warning(plain(warning))
     try:
-        probabilities = probabilities_for(volume.content_hash, model.content_hash, model, volume)
-        settings = choose_settings(model, probabilities)
-        result, cached = compute(model, volume, settings)
+        from explain.policy import check_fit
+
+        check_fit(model, volume.ndim, volume.source)
+        probabilities = prediction(volume.content_hash, model.identity, model, volume)
+        choices, notes = choose_settings(page, model, probabilities)
+        for note in notes:
+            st.info(plain(note))
+        request, result, cached = run(page, model, volume, choices)
     except InputError as e:
-        st.error(f"{PLAIN_ERRORS['compute']}: {e}")
-        show_previous()
+        st.error(f"The map could not be computed: {plain(e)}")
+        show_last(page)
         return
-    st.session_state["previous"] = (volume, model, settings, result)
-    show_result(volume, model, settings, result, cached)
+    page.volume, page.model, page.choices, page.shown = volume.content_hash, model.identity, choices, request.key()
+    show(page, volume, model, request, result, cached)
 
 
-def show_previous() -> None:
-    if "previous" in st.session_state:
-        st.info("Showing the last successful result.")
-        show_result(*st.session_state["previous"], cached=True)
+def show_last(page: Page) -> None:
+    """The last good result, looked up by its keys; said to be the previous one."""
+    found = stores()["requests"].get(page.shown)
+    volume, model = stores()["volumes"].get(page.volume), stores()["models"].get(page.model)
+    if found is None or volume is None or model is None:
+        return
+    st.info("Showing the last successful result.")
+    show(page, volume, model, *found, cached=True)
 
 
-def show_result(volume: Volume, model, settings: dict, result, cached: bool) -> None:
-    from explain.report import report
-    from viewer.component import slice_view, view_payload
-    from viewer.figures import cam_3d, montage, probability_bars, views_png
+def show(page: Page, volume, model, request, result, cached: bool) -> None:
+    """The viewer, the prediction and the exports, all derived from the request actually shown."""
+    from explain.policy import is_attention, method_label, score_word
+    from explain.volumes import nifti_bytes
+    from viewer.figures import probability_bars
 
-    cam = result.get(target=settings["target"])
-    display = display_copy(volume.content_hash, volume)
-    cam_ras, overlay, peak = display_cam(
-        volume.content_hash, model.content_hash, cam.method, cam.layer, cam.target, cam.cam, volume.affine
-    )
-    timing = result.timings.get("total", 0.0)
+    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+    cam = result.get(None if is_attention(request.method) else request.layers[0], target)
+    title = f"{method_label(cam.method)} · {cam.layer} · {cam.target_name}"
+    remember(page, request, title)
     left, right = st.columns([3, 1])
     with right:
         st.subheader("Prediction")
-        st.plotly_chart(probability_bars(result.class_names, result.probabilities, cam.target), key="probs")
-        st.metric("Compute", "cached" if cached else f"{timing:.2f} s")
-        st.caption(
-            f"{METHOD_LABELS[cam.method]} · layer `{cam.layer}` · target {cam.target_name} · "
-            f"model grid {'x'.join(map(str, result.model_grid))} · {result.device}"
-        )
+        st.plotly_chart(probability_bars(result.class_names, result.probabilities, cam.target, score_word(model)))
+        st.metric("Compute", "cached" if cached else f"{result.timings.get('total', 0.0):.2f} s")
+        st.caption(plain(f"{title} · model grid {'x'.join(map(str, result.model_grid))} · {result.device}"))
         for note in result.warnings + cam.warnings:
-            st.warning(note)
+            st.warning(plain(note))
     with left:
-        compare = compare_maps(volume, model, settings)
-        payload = view_payload(
-            display["published"],
-            display["affine_ras"],
-            volume.affine,
-            display["spacing"],
-            window=display["window"],
-            version=volume.content_hash,
-            overlay=overlay,
-            raw_peak=cam.raw_peak,
-            overlay_label=f"{METHOD_LABELS[cam.method]} · {cam.layer} · {cam.target_name}",
-            crosshair=peak,
-            compare=compare,
-        )
-        view_state = slice_view(payload, key="slices")
-    # The component reports the crosshair on pointer release only; before that, the map's peak.
-    clicked = view_state.get("crosshair") if hasattr(view_state, "get") else getattr(view_state, "crosshair", None)
-    crosshair = list(clicked) if clicked else peak
-    window = (display["window"]["width"], display["window"]["level"])
-    with st.expander("Layer montage (current axial slice, every block-level layer, one engine pass)"):
-        if st.button("Compute montage", key="montage_btn"):
-            from explain.engine import model_layers
-
-            layers, _ = model_layers(model)
-            depth = cam.layer.count(".")
-            candidates = [i.name for i in layers if i.kind in ("grid", "tokens") and i.name.count(".") == depth][:12]
-            if settings["method"] in ("vit-attention", "vit-rollout"):
-                st.info("The montage compares layers of gradient methods; pick Grad-CAM to use it.")
-            else:
-                multi, _ = compute(model, volume, settings, layers=candidates)
-                maps = [(r.layer, to_ras(r.cam, volume.affine)[0]) for r in multi.results]
-                st.plotly_chart(montage(display["data_ras"], maps, "axial", crosshair[2], window), key="montage")
-    with st.expander("3D view: CAM above threshold inside the head outline"):
-        level = st.slider("3D threshold", 0.1, 0.95, 0.5, 0.05, key="iso_threshold")
-        st.plotly_chart(cam_3d(display["data_ras"], cam_ras, display["spacing"], threshold=level), key="cam3d")
+        st.markdown(f"**{plain(title)}**", help="method · layer · target class, as computed")
+        viewer_panel(page, volume, model, request, cam, title)
     st.subheader("Export")
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2)
     stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
-    # Files are built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
+    # Built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
     c1.download_button(
-        "CAM as NIfTI (input space)",
+        "Map as NIfTI (the input's grid and affine)",
         lambda: nifti_bytes(cam.cam, volume.affine),
         f"{stem}.nii.gz",
         mime="application/gzip",
         key="dl_nifti",
     )
     c2.download_button(
-        "PNG of the three planes",
-        lambda: views_png(
-            display["data_ras"], cam_ras, crosshair, display["spacing"], window, title=payload["overlay_label"]
-        ),
-        f"{stem}.png",
-        mime="image/png",
-        key="dl_png",
+        "JSON report",
+        lambda: json.dumps(report_for(volume, model, request, result, cam), indent=2),
+        f"{stem}.json",
+        mime="application/json",
+        key="dl_json",
     )
-    record = report(
-        result.summary(),
+    st.caption(f"camviewer {__version__} · engine calls this server: {stores()['stats']['engine_calls']}")
+
+
+def report_for(volume, model, request, result, cam) -> dict:
+    from explain.report import report
+
+    return report(
+        request,
+        result,
+        cam.layer if request.layers else "",
+        cam.target,
         volume_name=volume.source,
         model_name=model.source,
-        method=cam.method,
-        layer=cam.layer,
-        target=cam.target,
-        target_name=cam.target_name,
+        model_card=model.card.to_dict(),
     )
-    c3.download_button(
-        "JSON report", json.dumps(record, indent=2), f"{stem}.json", mime="application/json", key="dl_json"
-    )
-    st.caption(f"camviewer {__version__} · engine calls this server: {engine_stats()['engine_calls']}")
 
 
-def compare_maps(volume: Volume, model, settings: dict) -> list:
-    """Up to four other (method, layer, target) maps from this session, shown side by side."""
-    history = st.session_state.setdefault("history", [])
-    entry = (settings["method"], settings["layer"], settings["target"], settings.get("block"))
-    if entry not in history:
-        history.append(entry)
-    del history[:-8]
-    others = [h for h in history if h != entry]
-    labels = {h: f"{METHOD_LABELS[h[0]]} · {h[1]} · class {h[2]}" for h in others}
+def remember(page: Page, request, title: str) -> None:
+    """Keep the last few maps of this session for side-by-side comparison (keys and titles only)."""
+    entry = (request.key(), title)
+    page.history = [h for h in page.history if h[0] != entry[0]][-7:] + [entry]
+
+
+def viewer_panel(page: Page, volume, model, request, cam, title: str) -> None:
+    """The slice viewer with the map and any chosen comparison maps."""
+    from explain.volumes import to_ras
+    from viewer.component import slice_view, view_payload
+    from viewer.display import peak_voxel, publish_anatomy, publish_cam, spacing_of
+    from viewer.windowing import auto_window, default_window
+
+    if volume.ndim != 3:
+        st.info("2D images are shown by the new viewer; this build shows 3D volumes only.")
+        return
+    data_ras, affine_ras = to_ras(volume.data, volume.affine)
+    preset, width, level = default_window(data_ras)
+    auto_width, auto_level = auto_window(data_ras)
+    anatomy = publish_anatomy(data_ras, volume.content_hash, ROOT / "static")
+
+    def published(c, key):
+        cam_ras, _ = to_ras(c.cam, volume.affine)
+        return publish_cam(cam_ras, key, ROOT / "static"), peak_voxel(cam_ras)
+
+    overlay, peak = published(cam, request.key())
+    others = [h for h in page.history if h[0] != request.key()]
     picked = st.multiselect(
         "Compare with earlier maps (same slice, same colour scale)",
         others,
-        format_func=labels.get,
+        format_func=lambda h: h[1],
         max_selections=3,
         key="compare_pick",
     )
-    out = []
-    for method, layer, target, block in picked:
-        other = {**settings, "method": method, "layer": layer, "target": target, "block": block}
-        try:
-            result, _ = compute(model, volume, other)
-        except InputError as e:
-            st.warning(f"{labels[(method, layer, target, block)]}: {e}")
-            continue
-        r = result.get(target=target)
-        _, published, _ = display_cam(
-            volume.content_hash, model.content_hash, method, r.layer, target, r.cam, volume.affine
-        )
-        out.append((labels[(method, layer, target, block)], published))
-    return out
+    compare = []
+    for key, other_title in picked:
+        found = stores()["requests"].get(key)
+        if found is not None and found[0].volume == volume.content_hash:
+            other_request, other_result = found
+            target = other_request.targets[0] if isinstance(other_request.targets, tuple) else other_result.predicted
+            other = other_result.get(other_request.layers[0] if other_request.layers else None, target)
+            compare.append((other_title, published(other, key)[0]))
+    payload = view_payload(
+        anatomy,
+        affine_ras,
+        volume.affine,
+        spacing_of(affine_ras),
+        window={"preset": preset, "width": width, "level": level, "auto_width": auto_width, "auto_level": auto_level},
+        version=volume.content_hash,
+        overlay=overlay,
+        raw_peak=cam.raw_peak,
+        overlay_label=title,
+        crosshair=peak,
+        compare=compare,
+    )
+    slice_view(payload, key="slices")
 
 
-main()
+def run_page() -> None:
+    """Every failure ends in one sentence on the page; the details go to the server log only."""
+    try:
+        main()
+    except Exception:  # noqa: BLE001 - the last line of defence: no traceback reaches the page
+        ref = uuid.uuid4().hex[:8]
+        LOG.exception("camviewer page failed (reference %s)", ref)
+        st.error(f"Something went wrong on our side (reference {ref}); the details are in the server log.")
+        show_last(st.session_state.setdefault("page", Page()))
+
+
+if __name__ == "__main__":
+    run_page()
+else:  # `streamlit run app.py` serves this file as an ASGI app, so we can set our own response headers.
+    from starlette.middleware import Middleware
+
+    from viewer.headers import StaticHeaders
+
+    app = st.App(__file__, middleware=[Middleware(StaticHeaders)])

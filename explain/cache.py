@@ -132,3 +132,34 @@ class CamCache:
             total -= oldest.stat().st_size
             oldest.unlink(missing_ok=True)
             oldest.with_suffix(".json").unlink(missing_ok=True)
+
+
+class ObjectStore:
+    """A thread-safe LRU of objects by key, bounded by count and by bytes (the app's volumes and model files).
+
+    Sessions keep only keys; the objects live here, so a user's last good result can be
+    shown again after an error without keeping arrays or models in session state.
+    """
+
+    def __init__(self, max_items: int, max_bytes: int, size_of) -> None:
+        self.max_items, self.max_bytes, self._size_of = max_items, max_bytes, size_of
+        self._items: OrderedDict[str, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str | None) -> object | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: str, value: object) -> object:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > 1 and (
+                len(self._items) > self.max_items
+                or sum(self._size_of(v) for v in self._items.values()) > self.max_bytes
+            ):
+                self._items.popitem(last=False)
+        return value

@@ -1,8 +1,9 @@
-"""The JSON report of one computation and the append-only JSONL audit log.
+"""The JSON report of one map and the append-only JSONL audit log, built from one record.
 
-Neither contains patient identity: only content hashes, file names as uploaded,
-and the computation's parameters and results. DICOM patient fields are never
-read into a `Volume`, so they cannot leak here.
+Neither holds patient identity. DICOM patient fields are never read into a
+`Volume`. The audit log keeps content hashes and choices only, never file names
+(an uploaded file's name can carry a patient's name or ID); the downloadable
+report, which goes to the user who chose the files, also names them.
 """
 
 from __future__ import annotations
@@ -14,48 +15,65 @@ import threading
 from pathlib import Path
 
 from explain import __version__
+from explain.request import CamRequest
+from explain.results import Explanation
 
 _AUDIT_LOCK = threading.Lock()
 
 
-def report(
-    summary: dict,
-    *,
-    volume_name: str,
-    model_name: str,
-    method: str,
-    layer: str,
-    target: int,
-    target_name: str,
-    user_settings: dict | None = None,
-) -> dict:
-    """A self-contained record of one map: inputs by hash, choices, scores and timings."""
+def record(request: CamRequest, explanation: Explanation, layer: str, target: int) -> dict:
+    """What was computed and what came out: hashes, choices, prediction, timings. No names."""
+    summary = explanation.summary()
+    chosen = explanation.get(layer or None, target)
     return {
         "camviewer_version": __version__,
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "input": {"volume_name": volume_name, "volume_hash": summary["volume_hash"]},
-        "model": {"name": model_name, "model_hash": summary["model_hash"]},
-        "method": method,
-        "layer": layer,
-        "target": {"index": target, "name": target_name},
+        "request": request.to_dict(),
+        "request_key": request.key(),
+        "volume_hash": request.volume,
+        "model_hash": request.model,
+        "method": chosen.method,
+        "layer": chosen.layer,
+        "target": {"index": chosen.target, "name": chosen.target_name},
+        "raw_peak": chosen.raw_peak,
         "prediction": {
+            "task": summary["task"],
             "class_names": summary["class_names"],
             "scores": summary["scores"],
             "probabilities": summary["probabilities"],
             "predicted": summary["predicted"],
         },
+        "model_grid": summary["model_grid"],
         "engine_version": summary["engine_version"],
         "device": summary["device"],
         "timings_s": summary["timings_s"],
-        "warnings": summary["warnings"],
-        "settings": user_settings or {},
+        "warnings": summary["warnings"] + chosen.warnings,
     }
 
 
-def append_audit(path: str | os.PathLike, record: dict) -> None:
+def report(
+    request: CamRequest,
+    explanation: Explanation,
+    layer: str,
+    target: int,
+    *,
+    volume_name: str,
+    model_name: str,
+    model_card: dict | None = None,
+    settings: dict | None = None,
+) -> dict:
+    """A self-contained record of one map for the user: the audit record plus file names, card and display settings."""
+    out = record(request, explanation, layer, target)
+    out["input"] = {"volume_name": volume_name, "volume_hash": request.volume}
+    out["model"] = {"name": model_name, "model_hash": request.model, "card": model_card or {}}
+    out["settings"] = settings or {}
+    return out
+
+
+def append_audit(path: str | os.PathLike, entry: dict) -> None:
     """Append one JSON line; safe across the app's threads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True)
+    line = json.dumps({"event": "compute", **entry}, sort_keys=True)
     with _AUDIT_LOCK, open(path, "a", encoding="utf-8") as f:
         f.write(line + "\n")

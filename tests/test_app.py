@@ -52,10 +52,11 @@ def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_m
     assert payload["overlay"] is not None and payload["anatomy"]["dtype"] == "int16"
     shape = payload["anatomy"]["shape"]
     cam = _decode(payload["overlay"]["url"], np.uint8).reshape(shape[::-1]).transpose(2, 1, 0)  # i fastest
-    assert cam.max() == 255
+    # The peak is 1.0 on the model grid; resampled to the 1 mm grid it stays within a few levels of it.
+    assert cam.max() >= 245
     # The sample volume is RAS already, so the display copy is in file order: the peak is in the lesion.
     peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    target = at.sidebar.selectbox(key="target").value
+    target = {"bright lesion": 1, "dark lesion": 2}[at.sidebar.selectbox(key="w_target").value]
     assert sample_mask[peak] == target, f"peak {peak} is not in lesion {target}"
     # The page sends only metadata per rerun: no array is inlined in the payload.
     assert len(_component(at).proto.json) < 40_000
@@ -63,22 +64,22 @@ def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_m
 
 def test_change_method_and_layer(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
-    methods = at.sidebar.selectbox(key="method").options
+    methods = at.sidebar.selectbox(key="w_method").options
     assert "Grad-CAM++" in methods and "ViT attention" not in methods  # only valid methods for a CNN
-    at.sidebar.selectbox(key="method").set_value("gradcampp").run()
+    at.sidebar.selectbox(key="w_method").set_value("gradcampp").run()
     assert not at.exception
     assert "Grad-CAM++" in _payload(at)["overlay_label"]
-    layers = at.sidebar.selectbox(key="layer").options
+    layers = at.sidebar.selectbox(key="w_layer").options
     other = next(option for option in layers if option.startswith("features.block2 "))
-    at.sidebar.selectbox(key="layer").set_value(other.split()[0]).run()
+    at.sidebar.selectbox(key="w_layer").set_value(other.split()[0]).run()
     assert not at.exception and "features.block2" in _payload(at)["overlay_label"]
 
 
 def test_vit_offers_attention_methods(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
     at.sidebar.radio(key="model_source").set_value("Sample 3D ViT (lesion classifier)").run()
-    assert "ViT rollout" in at.sidebar.selectbox(key="method").options
-    at.sidebar.selectbox(key="method").set_value("vit-rollout").run()
+    assert "ViT rollout" in at.sidebar.selectbox(key="w_method").options
+    at.sidebar.selectbox(key="w_method").set_value("vit-rollout").run()
     assert not at.exception and not at.error
     assert "ViT rollout" in _payload(at)["overlay_label"]
 
@@ -91,22 +92,25 @@ def test_returning_to_an_earlier_choice_does_not_recompute(tmp_path, monkeypatch
         return [json.loads(line) for line in audit_path.read_text().splitlines()] if audit_path.exists() else []
 
     first, lines_first = _engine_calls(at), len(audit_lines())
-    at.sidebar.selectbox(key="method").set_value("layercam").run()
+    at.sidebar.selectbox(key="w_method").set_value("layercam").run()
     assert _engine_calls(at) == first + 1
     assert len(audit_lines()) == lines_first + 1  # one line per computation
-    at.sidebar.selectbox(key="method").set_value("gradcam").run()
+    at.sidebar.selectbox(key="w_method").set_value("gradcam").run()
     assert _engine_calls(at) == first + 1  # served from the cache
-    at.sidebar.selectbox(key="method").set_value("layercam").run()
+    at.sidebar.selectbox(key="w_method").set_value("layercam").run()
     assert _engine_calls(at) == first + 1
     audit = audit_lines()
     assert len(audit) == lines_first + 1  # cache hits write nothing
-    assert {"volume_hash", "model_hash", "method", "layers", "target", "timings_s"} <= set(audit[-1])
+    assert {"volume_hash", "model_hash", "method", "layer", "target", "timings_s", "request_key"} <= set(audit[-1])
     assert audit[-1]["method"] == "layercam"
     assert not any("patient" in key.lower() for record in audit for key in record)
+    # No file names in the audit log (an upload's name can carry a patient's name): hashes only.
+    text = audit_path.read_text()
+    assert "t1_lesions" not in text and "cnn.pt2" not in text and ".nii" not in text
 
 
 def _upload_volume(at: AppTest, name: str, raw: bytes) -> AppTest:
-    at.sidebar.radio(key="volume_source").set_value("Upload a volume").run()
+    at.sidebar.radio(key="volume_source").set_value("Upload an image").run()
     at.sidebar.file_uploader(key="volume_upload").set_value((name, raw, "application/octet-stream"))
     return at.run()
 
@@ -118,9 +122,14 @@ def _upload_model(at: AppTest, name: str, raw: bytes, weights: bool = False) -> 
     return at.run()
 
 
+def _shown(markdown: str) -> str:
+    """What a reader sees: the page escapes user text for markdown (viewer.text.plain); undo that here."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def _errors(at: AppTest) -> str:
     assert not at.exception, at.exception
-    return " ".join(e.value for e in at.error)
+    return " ".join(_shown(e.value) for e in at.error)
 
 
 def test_corrupt_volume_upload(tmp_path, monkeypatch):

@@ -14,8 +14,10 @@ from viewer.windowing import apply_window
 PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
-def probability_bars(class_names: list[str], probabilities: np.ndarray, chosen: int | None = None) -> go.Figure:
-    """Horizontal bars of class probabilities; the chosen target is highlighted."""
+def probability_bars(
+    class_names: list[str], probabilities: np.ndarray, chosen: int | None = None, measure: str = "probability"
+) -> go.Figure:
+    """Horizontal bars of per-class values (a probability, or a segmentation's fraction of voxels); the target highlighted."""
     colours = ["#f28e2b" if i == chosen else "#4e79a7" for i in range(len(class_names))]
     fig = go.Figure(
         go.Bar(
@@ -30,7 +32,7 @@ def probability_bars(class_names: list[str], probabilities: np.ndarray, chosen: 
     fig.update_layout(
         height=60 + 28 * len(class_names),
         margin=dict(l=0, r=0, t=10, b=0),
-        xaxis=dict(range=[0, 1]),
+        xaxis=dict(range=[0, 1], title=measure),
         yaxis=dict(autorange="reversed"),
     )
     return fig
