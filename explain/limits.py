@@ -53,7 +53,7 @@ def check_bytes(n: int, what: str, name: str, limit: int | None = None) -> None:
     """Refuse `n` bytes of `what` for file `name` when over the budget."""
     limit = max_bytes() if limit is None else limit
     if n > limit:
-        raise InputError(f"{name}: {what} needs {mib(n)}, over the {mib(limit)} memory limit")
+        raise InputError(f"{name}: {what} would take {mib(n)}, over the {mib(limit)} memory limit")
 
 
 def count(shape: Iterable[int]) -> int:

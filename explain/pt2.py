@@ -248,8 +248,7 @@ def _payload(
     cache: dict[str, torch.Tensor] = {}  # shared storage stays shared, as torch's own loader does
     for fqn, rel, dtype, sizes, strides, offset, requires_grad, is_param in plans:
         if rel not in cache:
-            raw = archive.read(members[rel])
-            cache[rel] = torch.frombuffer(bytearray(raw), dtype=dtype) if raw else torch.zeros(0, dtype=dtype)
+            cache[rel] = _read_record(archive, members[rel], dtype, name)
         flat = cache[rel]
         if flat.numel() == 0:
             tensor = torch.zeros(sizes, dtype=dtype)
@@ -257,6 +256,23 @@ def _payload(
             tensor = torch.as_strided(flat, sizes, strides, offset)
         out[fqn] = torch.nn.Parameter(tensor, requires_grad=requires_grad) if is_param else tensor
     return out
+
+
+def _read_record(archive: zipfile.ZipFile, info: zipfile.ZipInfo, dtype: torch.dtype, name: str) -> torch.Tensor:
+    """One tensor record read straight into its own buffer (one copy, of the declared size)."""
+    if info.file_size == 0:
+        return torch.zeros(0, dtype=dtype)
+    buf = bytearray(info.file_size)
+    view, filled = memoryview(buf), 0
+    try:
+        with archive.open(info) as f:
+            while filled < len(buf) and (got := f.readinto(view[filled:])):
+                filled += got
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise InputError(f"{name}: the archive is corrupt ({type(e).__name__})") from e
+    if filled != len(buf):
+        raise InputError(f"{name}: a tensor record is shorter than the archive declares")
+    return torch.frombuffer(buf, dtype=dtype)
 
 
 def _tensor_meta(meta: Any, fqn: str, name: str) -> tuple:

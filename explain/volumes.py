@@ -205,32 +205,95 @@ def _pick_3d(data: np.ndarray, name: str, volume_index: int | None) -> tuple[np.
 
 def _load_nifti(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
     if compressed:
-        # Decompress with a ceiling ourselves: a small .gz can expand without bound.
+        # Decompress with a ceiling ourselves, sized by the header: a small .gz can expand without bound.
         raw = _bounded_gunzip(path, max_bytes)
-        img = nib.Nifti2Image.from_bytes(raw) if _is_nifti2(raw) else nib.Nifti1Image.from_bytes(raw)
+        full, affine = _nifti_from_buffer(raw, path.name)
+        shape = full.shape
     else:
         img = nib.load(str(path))
-    shape = img.shape
+        shape, affine = img.shape, img.affine
     if len(shape) < 3 or min(shape) == 0:
         raise InputError(f"{path.name}: volume must be 3D; got shape {tuple(shape)}")
     _check_voxels(shape, max_voxels, path.name)
     if sum(s > 1 for s in shape[3:]) > 1:  # 4D is fine (one volume is taken); 5D+ with data is not
         raise InputError(f"{path.name}: {len(shape)}D image with shape {tuple(shape)} is not supported")
-    data, warnings = _pick_3d(np.asanyarray(img.dataobj), path.name, volume_index)
-    return make_volume(data, img.affine, path.name, tuple(warnings))
+    data, warnings = _pick_3d(full if compressed else np.asanyarray(img.dataobj), path.name, volume_index)
+    return make_volume(data, affine, path.name, tuple(warnings))
 
 
-def _bounded_gunzip(path: Path, max_bytes: int) -> bytes:
-    out = io.BytesIO()
+def _nifti_header(head: bytes):
+    """The NIfTI-1 or NIfTI-2 header class for these first bytes, or None."""
+    if _is_nifti2(head):
+        return nib.Nifti2Header
+    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return nib.Nifti1Header
+    return None
+
+
+def _nifti_from_buffer(buf: bytearray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (scaled) data array and affine of a single-file NIfTI held in memory, without copying the voxels."""
+    kind = _nifti_header(bytes(buf[:544]))
+    if kind is None:
+        raise InputError(f"{name}: not a NIfTI file after decompression")
+    header = kind.from_fileobj(io.BytesIO(bytes(buf[:544])))
+    shape = tuple(int(s) for s in header.get_data_shape())
+    dtype = header.get_data_dtype()
+    offset = int(header.get_data_offset())
+    count = limits.count(shape)
+    if offset + count * dtype.itemsize > len(buf):
+        raise InputError(f"{name}: the file is shorter than its header declares (truncated?)")
+    data = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
+    slope, inter = header.get_slope_inter()
+    if slope is not None and (slope != 1 or (inter or 0) != 0):
+        data = _Scaled(data, float(slope), float(inter or 0.0))
+    return data, header.get_best_affine()
+
+
+class _Scaled:
+    """Applies scl_slope/scl_inter lazily, to the one volume that is kept (like nibabel's array proxy)."""
+
+    def __init__(self, data: np.ndarray, slope: float, inter: float) -> None:
+        self.data, self.slope, self.inter = data, slope, inter
+        self.shape, self.ndim = data.shape, data.ndim
+
+    def __getitem__(self, index) -> _Scaled:
+        return _Scaled(self.data[index], self.slope, self.inter)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.asarray(self.data, dtype=np.float32) * np.float32(self.slope) + np.float32(self.inter)
+        return out if dtype is None else out.astype(dtype)
+
+
+def _bounded_gunzip(path: Path, max_bytes: int) -> bytearray:
+    """Decompress a .gz into one buffer. A NIfTI stream is read exactly to the size its header declares
+    (checked against the budget first); anything else stops at the budget."""
     with gzip.open(path, "rb") as f:
+        head = f.read(544)
+        kind = _nifti_header(head)
+        if kind is not None:
+            try:
+                header = kind.from_fileobj(io.BytesIO(head))
+                shape = [int(s) for s in header.get_data_shape()]
+                itemsize = header.get_data_dtype().itemsize
+                total = int(header.get_data_offset()) + limits.count(shape) * itemsize
+            except Exception as e:  # noqa: BLE001 - nibabel raises several types for corrupt headers
+                raise InputError(f"{path.name}: the NIfTI header is corrupt ({type(e).__name__})") from e
+            one_volume = limits.count(shape[:3]) * 4  # the float32 copy that is kept
+            limits.check_bytes(total + one_volume, "decompressing and converting this image", path.name, max_bytes)
+            buf = bytearray(total)
+            buf[: len(head)] = head[:total]
+            view, filled = memoryview(buf), min(len(head), total)
+            while filled < total and (got := f.readinto(view[filled : min(total, filled + (1 << 22))])):
+                filled += got
+            return buf[:filled] if filled < total else buf
+        out = bytearray(head)
         while chunk := f.read(1 << 22):
-            out.write(chunk)
-            if out.tell() > max_bytes:
-                raise InputError(f"{path.name}: decompresses past the {max_bytes / 2**20:.0f} MiB limit")
-    raw = out.getvalue()
-    if len(raw) < 348:
-        raise InputError(f"{path.name}: too short to be a NIfTI file after decompression")
-    return raw
+            out += chunk
+            if len(out) > max_bytes // 2:  # the decoded copy needs room too
+                raise InputError(f"{path.name}: decompresses past the {limits.mib(max_bytes // 2)} limit")
+    if len(out) < 348:
+        raise InputError(f"{path.name}: too short to be an image after decompression")
+    return out
 
 
 def _load_nrrd(path: Path, *, max_voxels: int, volume_index: int | None) -> Volume:
