@@ -1,4 +1,4 @@
-"""Volumes in and out: NIfTI, DICOM series (folder or .zip) and NRRD.
+"""Volumes in and out: NIfTI, Analyze/NIfTI pairs, FreeSurfer MGH, DICOM series (folder or .zip) and NRRD.
 
 Axis convention (said once, here): a `Volume` holds `data[i, j, k]` in the file's
 own voxel order, and `affine` maps the voxel index (i, j, k, 1) to world
@@ -17,6 +17,7 @@ No torch here: importing this module must stay cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -30,6 +31,7 @@ import numpy as np
 from nibabel import orientations
 
 from explain.errors import InputError
+from explain.sniff import HEAD_BYTES, sniff
 
 # Limits are generous for real CT (512 x 512 x 600 is 157 M voxels) and small
 # enough that a hostile file cannot exhaust memory; both can be overridden per
@@ -37,9 +39,6 @@ from explain.errors import InputError
 DEFAULT_MAX_BYTES = int(os.environ.get("CAMVIEWER_MAX_BYTES", 2 * 1024**3))
 DEFAULT_MAX_VOXELS = int(os.environ.get("CAMVIEWER_MAX_VOXELS", 200_000_000))
 MAX_ZIP_MEMBERS = 5000
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,63 +118,100 @@ def load_volume(
     max_voxels: int = DEFAULT_MAX_VOXELS,
     volume_index: int | None = None,
 ) -> Volume:
-    """Load a NIfTI file, NRRD file, DICOM folder or .zip of one DICOM series.
+    """Load a 3D volume or a 2D image from a file, a DICOM folder, or a .zip.
 
-    The type is read from the content, not the extension. A 4D file gives volume
-    `volume_index` (the first by default, with a warning). Every failure is an
-    `InputError` naming the file and the problem.
+    Files: NIfTI (.nii, .nii.gz; a 2D NIfTI is a 2D image), either half of a .hdr/.img
+    pair (NIfTI or Analyze 7.5), FreeSurfer .mgh/.mgz, NRRD. A folder or a .zip holds
+    one DICOM series. The type is read from the content,
+    not the extension. A 4D file gives volume `volume_index` (the first by default,
+    with a warning). Every failure is an `InputError` naming the file and the problem,
+    and third-party readers print nothing (see `explain.quiet`).
     """
+    from explain.quiet import meaningful, reader_messages
+
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        from explain.dicom import load_dicom_folder
-
-        return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{path.name}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
-    if size == 0:
-        raise InputError(f"{path.name}: file is empty")
-    with open(path, "rb") as f:
-        head = f.read(352)
+        raise InputError(f"{path.name}: no such file or folder")
+    head = b""
+    if path.is_file():
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{path.name}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+        if size == 0:
+            raise InputError(f"{path.name}: file is empty")
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
     try:
-        if head.startswith(_ZIP_MAGIC):
-            from explain.dicom import load_dicom_zip
-
-            return load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
-        if head.startswith(b"NRRD"):
-            return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
-        if head[128:132] == b"DICM":
-            raise InputError(
-                f"{path.name}: a single DICOM file is one slice; open the whole series as a folder or a .zip"
-            )
-        if head.startswith(_GZIP_MAGIC) or _looks_like_nifti(head):
-            return _load_nifti(
-                path,
-                compressed=head.startswith(_GZIP_MAGIC),
-                max_bytes=max_bytes,
-                max_voxels=max_voxels,
-                volume_index=volume_index,
-            )
+        with reader_messages() as notes:
+            volume = _load_file(path, head, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
     except InputError:
         raise
     except MemoryError as e:
         raise InputError(f"{path.name}: not enough memory to load this volume") from e
     except Exception as e:  # noqa: BLE001 - third-party readers raise anything on corrupt input
         raise InputError(f"{path.name}: cannot read the file ({type(e).__name__}: {e})") from e
+    return _with_notes(volume, meaningful(notes, path.name))
+
+
+def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
+    """Dispatch on content (see `explain.sniff`); a folder is a DICOM series."""
+    if path.is_dir():
+        from explain.dicom import load_dicom_folder
+
+        single_volume(path.name, volume_index)
+        return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
+    kind = sniff(path, head)
+    if kind == "zip":
+        from explain.dicom import load_dicom_zip
+
+        single_volume(path.name, volume_index)
+        return load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
+    if kind == "nrrd":
+        return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "dicom":
+        raise InputError(f"{path.name}: a single DICOM file is one slice; open the whole series as a folder or a .zip")
+    if kind in ("nifti", "nifti.gz"):
+        return _load_nifti(
+            path, compressed=kind == "nifti.gz", max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index
+        )
+    if kind in ("mgh", "mgh.gz"):
+        from explain.neuro import image_to_volume, open_mgh
+
+        img = open_mgh(path, compressed=kind == "mgh.gz", max_bytes=max_bytes, max_voxels=max_voxels)
+        return image_to_volume(img, path.name, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "pair":
+        from explain.neuro import load_pair
+
+        return load_pair(path, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "gzip":
+        raise InputError(f"{path.name}: a gzip file that holds neither NIfTI nor FreeSurfer MGH data")
     raise InputError(
-        f"{path.name}: not a recognised volume; expected NIfTI (.nii, .nii.gz), "
-        "NRRD, or a DICOM series as a folder or .zip"
+        f"{path.name}: not a recognised volume; expected NIfTI (.nii, .nii.gz), an Analyze/NIfTI .hdr/.img pair, "
+        "FreeSurfer .mgh/.mgz, NRRD, or a DICOM series as a folder or .zip"
     )
 
 
-def _is_nifti2(head: bytes) -> bool:
-    return head[4:8] == b"n+2\x00" or head[344:348] == b"n+2\x00"
+def _with_notes(volume: Volume, notes: tuple[str, ...]) -> Volume:
+    return dataclasses.replace(volume, warnings=volume.warnings + notes) if notes else volume
 
 
-def _looks_like_nifti(head: bytes) -> bool:
-    return len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00") or _is_nifti2(head))
+VOLUME_CHOICE_HINT = "--volume-index N on the command line, or the 'Volume in file' control in the page"
+
+
+def choose_volume(n: int, name: str, volume_index: int | None) -> tuple[int, list[str]]:
+    """The index of the volume to read from a file holding `n`, and the warning when none was chosen."""
+    index = 0 if volume_index is None else int(volume_index)
+    if not 0 <= index < n:
+        held = "one volume (index 0)" if n == 1 else f"{n} volumes (0 to {n - 1})"
+        raise InputError(f"{name}: volume index {index} is out of range; the file holds {held}")
+    if volume_index is None and n > 1:
+        return 0, [f"{name} holds {n} volumes (4D); showing volume 0. Pick another with {VOLUME_CHOICE_HINT}."]
+    return index, []
+
+
+def single_volume(name: str, volume_index: int | None) -> None:
+    """Refuse a volume index other than 0 for inputs that hold one volume (DICOM, PNG, JPEG)."""
+    choose_volume(1, name, volume_index)
 
 
 def _check_voxels(shape: tuple[int, ...], max_voxels: int, name: str) -> None:
@@ -192,33 +228,20 @@ def _pick_3d(data: np.ndarray, name: str, volume_index: int | None) -> tuple[np.
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 4:
-        n = data.shape[3]
-        index = 0 if volume_index is None else volume_index
-        if not 0 <= index < n:
-            raise InputError(f"{name}: volume index {index} is out of range; the file holds {n} volumes")
-        if volume_index is None:
-            warnings.append(f"{name} holds {n} volumes (4D); showing volume 0. Pick another with volume_index.")
+        index, warnings = choose_volume(data.shape[3], name, volume_index)
         data = data[..., index]
+    else:
+        single_volume(name, volume_index)
     if data.ndim != 3:
         raise InputError(f"{name}: volume must be 3D; got shape {tuple(data.shape)}")
     return data, warnings
 
 
 def _load_nifti(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
-    if compressed:
-        # Decompress with a ceiling ourselves: a small .gz can expand without bound.
-        raw = _bounded_gunzip(path, max_bytes)
-        img = nib.Nifti2Image.from_bytes(raw) if _is_nifti2(raw) else nib.Nifti1Image.from_bytes(raw)
-    else:
-        img = nib.load(str(path))
-    shape = img.shape
-    if len(shape) < 3 or min(shape) == 0:
-        raise InputError(f"{path.name}: volume must be 3D; got shape {tuple(shape)}")
-    _check_voxels(shape, max_voxels, path.name)
-    if sum(s > 1 for s in shape[3:]) > 1:  # 4D is fine (one volume is taken); 5D+ with data is not
-        raise InputError(f"{path.name}: {len(shape)}D image with shape {tuple(shape)} is not supported")
-    data, warnings = _pick_3d(np.asanyarray(img.dataobj), path.name, volume_index)
-    return make_volume(data, img.affine, path.name, tuple(warnings))
+    from explain.neuro import image_to_volume, open_nifti
+
+    img = open_nifti(path, compressed=compressed, max_bytes=max_bytes)
+    return image_to_volume(img, path.name, max_voxels=max_voxels, volume_index=volume_index)
 
 
 def _bounded_gunzip(path: Path, max_bytes: int) -> bytes:

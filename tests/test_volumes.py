@@ -59,8 +59,7 @@ def test_four_d_takes_first_volume_with_warning(tmp_path):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (np.zeros((8, 8), np.float32), "3D"),
-        (np.zeros((8, 8, 1), np.float32), "singleton axis"),
+        (np.zeros((8, 1, 1), np.float32), "is a line"),
         (np.full((4, 4, 4), np.nan, np.float32), "NaN or infinite"),
         (np.zeros((4, 4, 4, 2, 2), np.float32), "not supported"),
     ],
@@ -237,7 +236,7 @@ def test_mutated_nifti_headers_never_crash(tmp_path, edits, compress):
         vol = load_volume(path, max_voxels=1_000_000, max_bytes=50_000_000)
     except InputError:
         return
-    assert vol.data.ndim == 3 and np.all(np.isfinite(vol.data))
+    assert vol.data.ndim in (2, 3) and np.all(np.isfinite(vol.data))
 
 
 def test_exported_cam_bytes_reopen_on_the_input_grid(tmp_path):
