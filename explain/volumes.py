@@ -1,4 +1,5 @@
-"""Volumes in and out: NIfTI, Analyze/NIfTI pairs, FreeSurfer MGH, DICOM series (folder or .zip) and NRRD.
+"""Volumes in and out: NIfTI, Analyze/NIfTI pairs, FreeSurfer MGH, DICOM (series, multi-frame,
+single images) and NRRD.
 
 Axis convention (said once, here): a `Volume` holds `data[i, j, k]` in the file's
 own voxel order, and `affine` maps the voxel index (i, j, k, 1) to world
@@ -121,8 +122,9 @@ def load_volume(
     """Load a 3D volume or a 2D image from a file, a DICOM folder, or a .zip.
 
     Files: NIfTI (.nii, .nii.gz; a 2D NIfTI is a 2D image), either half of a .hdr/.img
-    pair (NIfTI or Analyze 7.5), FreeSurfer .mgh/.mgz, NRRD. A folder or a .zip holds
-    one DICOM series. The type is read from the content,
+    pair (NIfTI or Analyze 7.5), FreeSurfer .mgh/.mgz, NRRD, DICOM (a multi-frame
+    file is a volume, a single image is 2D). A folder holds one DICOM series; a .zip
+    holds one DICOM series or one .hdr/.img pair. The type is read from the content,
     not the extension. A 4D file gives volume `volume_index` (the first by default,
     with a warning). Every failure is an `InputError` naming the file and the problem,
     and third-party readers print nothing (see `explain.quiet`).
@@ -162,14 +164,16 @@ def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volu
         return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
     kind = sniff(path, head)
     if kind == "zip":
-        from explain.dicom import load_dicom_zip
+        from explain.archives import load_zip
 
-        single_volume(path.name, volume_index)
-        return load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
+        return load_zip(path, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
     if kind == "nrrd":
         return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
     if kind == "dicom":
-        raise InputError(f"{path.name}: a single DICOM file is one slice; open the whole series as a folder or a .zip")
+        from explain.dicom import load_dicom_file
+
+        single_volume(path.name, volume_index)
+        return load_dicom_file(path, max_voxels=max_voxels)
     if kind in ("nifti", "nifti.gz"):
         return _load_nifti(
             path, compressed=kind == "nifti.gz", max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index
@@ -186,8 +190,8 @@ def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volu
     if kind == "gzip":
         raise InputError(f"{path.name}: a gzip file that holds neither NIfTI nor FreeSurfer MGH data")
     raise InputError(
-        f"{path.name}: not a recognised volume; expected NIfTI (.nii, .nii.gz), an Analyze/NIfTI .hdr/.img pair, "
-        "FreeSurfer .mgh/.mgz, NRRD, or a DICOM series as a folder or .zip"
+        f"{path.name}: not a recognised volume or image; expected NIfTI (.nii, .nii.gz), an Analyze/NIfTI .hdr/.img pair, "
+        "FreeSurfer .mgh/.mgz, NRRD, DICOM, or a DICOM series as a folder or .zip"
     )
 
 

@@ -7,6 +7,7 @@ import gzip
 import logging
 import shutil
 import struct
+import zipfile
 from pathlib import Path
 
 import nibabel as nib
@@ -151,7 +152,7 @@ def test_pair_half_missing_or_short(tmp_path):
         load_volume(data)
 
 
-def test_nifti_pair_opened_by_either_half(tmp_path):
+def test_nifti_pair_and_its_zip(tmp_path):
     data = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
     affine = np.array([[0, 0, -2.5, 40], [-0.9, 0.2, 0, 10], [0.2, 0.9, 0, -30], [0, 0, 0, 1.0]])
     nib.save(nib.Nifti1Pair(data, affine), str(tmp_path / "pair.img"))
@@ -160,6 +161,38 @@ def test_nifti_pair_opened_by_either_half(tmp_path):
         vol = load_volume(path)
         np.testing.assert_array_equal(vol.data, data)
         np.testing.assert_allclose(vol.affine, affine, atol=1e-6)
+    upload = tmp_path / "upload.zip"
+    with zipfile.ZipFile(upload, "w") as z:
+        z.writestr("scans/pair.hdr", (tmp_path / "pair.hdr").read_bytes())
+        z.writestr("scans/pair.img", (tmp_path / "pair.img").read_bytes())
+        z.writestr("__MACOSX/scans/._pair.hdr", b"resource fork")
+    vol = load_volume(upload)
+    np.testing.assert_array_equal(vol.data, data)
+    info = probe_volume(upload)
+    assert (info.ndim, info.shape, info.n_volumes) == (3, (5, 6, 7), 1)
+
+
+def test_zip_pair_problems_are_named(tmp_path):
+    hdr = nib.Nifti1Pair(np.zeros((3, 3, 3), np.float32), np.eye(4))
+    nib.save(hdr, str(tmp_path / "a.img"))
+    only_header = tmp_path / "only.zip"
+    with zipfile.ZipFile(only_header, "w") as z:
+        z.writestr("a.hdr", (tmp_path / "a.hdr").read_bytes())
+        z.writestr("other/a.img", (tmp_path / "a.img").read_bytes())  # same stem, another folder
+    with pytest.raises(InputError, match=r"^only\.zip: holds the header a\.hdr but not a\.img beside it"):
+        load_volume(only_header)
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as z:
+        for stem in ("a", "b"):
+            z.writestr(f"{stem}.hdr", (tmp_path / "a.hdr").read_bytes())
+            z.writestr(f"{stem}.img", (tmp_path / "a.img").read_bytes())
+    with pytest.raises(InputError, match=r"^two\.zip: holds 2 image headers"):
+        load_volume(two)
+    neither = tmp_path / "neither.zip"
+    with zipfile.ZipFile(neither, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(InputError, match=r"^neither\.zip: holds neither DICOM files nor"):
+        load_volume(neither)
 
 
 # ----------------------------------------------------------------------------- 2D and shapes

@@ -185,10 +185,12 @@ def test_dicom_series_with_bad_slices(tmp_path, zs, message):
         load_volume(tmp_path)
 
 
-def test_single_dicom_file_is_refused(tmp_path):
+def test_single_dicom_file_is_a_2d_image(tmp_path):
     (tmp_path / "one.dcm").write_bytes(_series()[0][1])
-    with pytest.raises(InputError, match="single DICOM file"):
-        load_volume(tmp_path / "one.dcm")
+    vol = load_volume(tmp_path / "one.dcm")
+    assert vol.ndim == 2 and vol.shape == (4, 6)  # (columns, rows)
+    assert vol.data[2, 1] == 3000 - 1024 and vol.data[0, 0] == 1000 - 1024
+    np.testing.assert_allclose(vol.affine @ np.array([2, 1, 0, 1.0]), [100 - 2 * 0.6, 120 - 1 * 0.8, 0.0, 1.0])
 
 
 # ----------------------------------------------------------------------------- NRRD
