@@ -1,5 +1,5 @@
 """Volumes in and out: NIfTI, Analyze/NIfTI pairs, FreeSurfer MGH, DICOM (series, multi-frame,
-single images) and NRRD.
+single images), NRRD, and PNG/JPEG images.
 
 Axis convention (said once, here): a `Volume` holds `data[i, j, k]` in the file's
 own voxel order, and `affine` maps the voxel index (i, j, k, 1) to world
@@ -121,9 +121,9 @@ def load_volume(
 ) -> Volume:
     """Load a 3D volume or a 2D image from a file, a DICOM folder, or a .zip.
 
-    Files: NIfTI (.nii, .nii.gz; a 2D NIfTI is a 2D image), either half of a .hdr/.img
-    pair (NIfTI or Analyze 7.5), FreeSurfer .mgh/.mgz, NRRD, DICOM (a multi-frame
-    file is a volume, a single image is 2D). A folder holds one DICOM series; a .zip
+    Files: NIfTI (.nii, .nii.gz), either half of a .hdr/.img pair (NIfTI or Analyze
+    7.5), FreeSurfer .mgh/.mgz, NRRD, DICOM (a multi-frame file is a volume, a
+    single image is 2D), PNG and JPEG (2D). A folder holds one DICOM series; a .zip
     holds one DICOM series or one .hdr/.img pair. The type is read from the content,
     not the extension. A 4D file gives volume `volume_index` (the first by default,
     with a warning). Every failure is an `InputError` naming the file and the problem,
@@ -174,6 +174,11 @@ def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volu
 
         single_volume(path.name, volume_index)
         return load_dicom_file(path, max_voxels=max_voxels)
+    if kind in ("png", "jpeg"):
+        from explain.images2d import load_image_2d
+
+        single_volume(path.name, volume_index)
+        return load_image_2d(path, kind=kind, max_voxels=max_voxels)
     if kind in ("nifti", "nifti.gz"):
         return _load_nifti(
             path, compressed=kind == "nifti.gz", max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index
@@ -191,7 +196,7 @@ def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volu
         raise InputError(f"{path.name}: a gzip file that holds neither NIfTI nor FreeSurfer MGH data")
     raise InputError(
         f"{path.name}: not a recognised volume or image; expected NIfTI (.nii, .nii.gz), an Analyze/NIfTI .hdr/.img pair, "
-        "FreeSurfer .mgh/.mgz, NRRD, DICOM, or a DICOM series as a folder or .zip"
+        "FreeSurfer .mgh/.mgz, NRRD, DICOM, PNG or JPEG, or a DICOM series as a folder or .zip"
     )
 
 
