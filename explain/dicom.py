@@ -58,7 +58,12 @@ def load_dicom_items(items: list[tuple[str, bytes]], name: str, *, max_voxels: i
     warnings = []
     if skipped:
         listed = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        warnings.append(f"{name}: skipped {len(skipped)} files that are not DICOM images ({listed})")
+        files = (
+            "1 file that is not a DICOM image"
+            if len(skipped) == 1
+            else f"{len(skipped)} files that are not DICOM images"
+        )
+        warnings.append(f"{name}: skipped {files} ({listed})")
     multi = [(f, ds) for f, ds in images if is_multiframe(ds)]
     if multi and len(images) > 1:
         raise InputError(

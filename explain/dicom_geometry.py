@@ -192,6 +192,8 @@ def _shift_axis(a: np.ndarray, shift: float, n_out: int, axis: int, fill: float)
     base = math.floor(shift)
     frac = np.float32(shift - base)
     n_in = a.shape[axis]
+    if frac == 0 and base == 0 and n_out == n_in:
+        return a  # no shift along this axis (e.g. a gantry tilted about the rows' direction)
     padded = np.concatenate(
         [np.full_like(np.take(a, [0], axis=axis), fill), a, np.full_like(np.take(a, [0], axis=axis), fill)], axis=axis
     )

@@ -232,7 +232,7 @@ def test_non_image_files_in_a_series_are_reported(tmp_path):
     folder = _write(tmp_path / "s", [_slice((0, 0, 2.0 * k)) for k in range(3)])
     (folder / "notes.txt").write_text("scanner notes")
     vol = load_volume(folder)
-    assert vol.warnings == ("s: skipped 1 files that are not DICOM images (notes.txt)",)
+    assert vol.warnings == ("s: skipped 1 file that is not a DICOM image (notes.txt)",)
 
 
 # ----------------------------------------------------------------------------- enhanced multi-frame
