@@ -1,23 +1,27 @@
-"""DICOM series (a folder or a .zip of one series) to a `Volume`.
+"""DICOM to a `Volume`: a series (a folder, or a .zip via `explain.archives`), one multi-frame file
+(a volume), or one single-frame file (a 2D image).
 
-Read with pydicom; slices are sorted along the slice normal, rescaled to stored
-units (Hounsfield for CT), and converted from DICOM's LPS+ to RAS+ (see the axis
-convention in `explain.volumes`). Patient fields are never copied into a `Volume`.
+Read with pydicom. Where frames keep their geometry is `explain.dicom_frames`; how frames become a
+volume is `explain.dicom_geometry`; a single image is `explain.dicom_image`. Series are named in
+messages by SeriesNumber and SeriesDescription; patient fields are never read into a `Volume` or
+a message.
 """
 
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
+from explain.dicom_frames import decode, frame_of_single, frames_of_multiframe, has_pixels, is_multiframe, n_frames
+from explain.dicom_geometry import stack_frames
+from explain.dicom_image import image_to_volume
 from explain.errors import InputError
+from explain.sniff import looks_like_bare_dicom
 from explain.volumes import MAX_ZIP_MEMBERS, Volume, _check_voxels, make_volume
 
 
 def load_dicom_folder(folder: Path, *, max_bytes: int, max_voxels: int) -> Volume:
+    """The DICOM series in a folder (searched recursively); other files are skipped with a warning."""
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
     total = sum(p.stat().st_size for p in files)
     if total > max_bytes:
@@ -26,103 +30,127 @@ def load_dicom_folder(folder: Path, *, max_bytes: int, max_voxels: int) -> Volum
         )
     if len(files) > MAX_ZIP_MEMBERS:
         raise InputError(f"{folder.name}: {len(files)} files is over the {MAX_ZIP_MEMBERS} limit")
-    return _series_to_volume([(p.name, p.read_bytes()) for p in files], folder.name, max_voxels)
+    return load_dicom_items([(p.name, p.read_bytes()) for p in files], folder.name, max_voxels=max_voxels)
 
 
-def load_dicom_zip(path: Path, *, max_bytes: int, max_voxels: int) -> Volume:
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as e:
-        raise InputError(f"{path.name}: corrupt .zip ({e})") from e
-    with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) > MAX_ZIP_MEMBERS:
-            raise InputError(f"{path.name}: {len(members)} files is over the {MAX_ZIP_MEMBERS} limit")
-        for m in members:
-            parts = Path(m.filename.replace("\\", "/")).parts
-            if m.filename.startswith(("/", "\\")) or ".." in parts or ":" in m.filename:
-                raise InputError(f"{path.name}: refused, member '{m.filename}' points outside the archive")
-        declared = sum(m.file_size for m in members)
-        if declared > max_bytes:
-            raise InputError(
-                f"{path.name}: expands to {declared / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit"
-            )
-        items: list[tuple[str, bytes]] = []
-        read_so_far = 0
-        for m in members:
-            # Read in bounded chunks: the declared size in a zip can lie.
-            with archive.open(m) as f:
-                buf = io.BytesIO()
-                while chunk := f.read(1 << 20):
-                    read_so_far += len(chunk)
-                    if read_so_far > max_bytes:
-                        raise InputError(f"{path.name}: expands past the {max_bytes / 2**20:.0f} MiB limit")
-                    buf.write(chunk)
-            items.append((m.filename, buf.getvalue()))
-    return _series_to_volume(items, path.name, max_voxels)
+def load_dicom_file(path: Path, *, max_voxels: int) -> Volume:
+    """One DICOM file: a multi-frame file is a volume, a single-frame file a 2D image."""
+    return load_dicom_items([(path.name, path.read_bytes())], path.name, max_voxels=max_voxels)
 
 
-def _series_to_volume(items: list[tuple[str, bytes]], name: str, max_voxels: int) -> Volume:
-    """Sort DICOM slices by position along the slice normal and build the RAS affine."""
+def load_dicom_items(items: list[tuple[str, bytes]], name: str, *, max_voxels: int) -> Volume:
+    """One DICOM series from (file name, bytes) pairs; `name` (the folder, .zip or file) leads every message."""
+    images, no_image, unreadable = _read(items)
+    if not images:
+        if len(items) == 1 and unreadable:
+            raise InputError(f"{name}: a damaged DICOM file that cannot be parsed; export it again")
+        if len(items) == 1:
+            raise InputError(f"{name}: a DICOM file without an image (a report, structure set or plan?)")
+        raise InputError(f"{name}: no DICOM images found (files with pixel data)")
+    skipped = unreadable + no_image
+    series: dict[str, list] = {}
+    for fname, ds in images:
+        series.setdefault(str(ds.get("SeriesInstanceUID", "")), []).append((fname, ds))
+    if len(series) > 1:
+        labels = ", ".join(series_label(group[0][1]) for group in list(series.values())[:4])
+        raise InputError(f"{name}: holds {len(series)} DICOM series ({labels}); open one series at a time")
+    what = f"{name}: {series_label(images[0][1])}"
+    warnings = []
+    if skipped:
+        listed = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        files = (
+            "1 file that is not a DICOM image"
+            if len(skipped) == 1
+            else f"{len(skipped)} files that are not DICOM images"
+        )
+        warnings.append(f"{name}: skipped {files} ({listed})")
+    multi = [(f, ds) for f, ds in images if is_multiframe(ds)]
+    if multi and len(images) > 1:
+        raise InputError(
+            f"{what}: holds {len(images)} files of which {len(multi)} are multi-frame; open one multi-frame file, "
+            "or a series of single-frame files"
+        )
+    fname, ds = images[0]
+    if multi:
+        label = name if len(items) == 1 else f"{name}: {fname}"
+        return _multiframe(ds, name, label, what, max_voxels, warnings)
+    if len(images) == 1:
+        vol = image_to_volume(ds, frame_of_single(ds, fname, lambda: None), name, max_voxels=max_voxels)
+        return make_volume(vol.data, vol.affine, vol.source, (*warnings, *vol.warnings))
+    _refuse_colour(images[0][1], what)
+    frames = [frame_of_single(d, f, _decoder(d, f"{name}: {f}")) for f, d in images]
+    for f, d in images:
+        if str(d.get("PhotometricInterpretation", "")).strip() != str(ds.get("PhotometricInterpretation", "")).strip():
+            raise InputError(f"{what}: the slices mix photometric interpretations ({f}); the series is inconsistent")
+    _check_voxels((frames[0].cols, frames[0].rows, len(frames)), max_voxels, what)
+    data, affine, notes = stack_frames(frames, what, max_voxels)
+    return make_volume(data, affine, name, (*warnings, *notes, *_monochrome1_note(ds, what)))
+
+
+def series_label(ds) -> str:
+    """'series 3 'AX T1'' from SeriesNumber and SeriesDescription (never patient fields)."""
+    number = str(ds.get("SeriesNumber", "") or "").strip()
+    text = "".join(c for c in str(ds.get("SeriesDescription", "") or "") if c.isprintable()).strip()[:64]
+    if number and text:
+        return f"series {number} '{text}'"
+    if number:
+        return f"series {number}"
+    return f"series '{text}'" if text else "the series"
+
+
+def _read(items: list[tuple[str, bytes]]) -> tuple[list, list[str], list[str]]:
+    """(file name, dataset) of every image; names of DICOM files without pixels; names of unreadable files."""
     import pydicom
 
-    slices = []
+    images, no_image, unreadable = [], [], []
     for fname, raw in items:
         try:
-            ds = pydicom.dcmread(io.BytesIO(raw), force=False)
-        except Exception:  # noqa: BLE001 - non-DICOM files in a series folder are skipped
+            # force only for data sets without the 'DICM' prefix that look like DICOM (see sniff)
+            force = raw[128:132] != b"DICM" and looks_like_bare_dicom(raw[:16])
+            ds = pydicom.dcmread(io.BytesIO(raw), force=force)
+        except Exception:  # noqa: BLE001 - not DICOM, or too damaged to parse: reported by the caller
+            unreadable.append(fname)
             continue
-        if "PixelData" in ds and "ImagePositionPatient" in ds and "ImageOrientationPatient" in ds:
-            slices.append((fname, ds))
-    if not slices:
-        raise InputError(f"{name}: no DICOM image slices with position and orientation found")
-    series = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in slices}
-    if len(series) > 1:
-        raise InputError(f"{name}: holds {len(series)} DICOM series; open one series at a time")
-    if len(slices) < 2:
-        raise InputError(f"{name}: a single DICOM slice is 2D; a 3D series is needed")
-    orient = np.asarray(slices[0][1].ImageOrientationPatient, dtype=float)
-    row_dir, col_dir = orient[:3], orient[3:]
-    normal = np.cross(row_dir, col_dir)
-    positions = np.array([np.asarray(ds.ImagePositionPatient, dtype=float) for _, ds in slices])
-    along = positions @ normal
-    order = np.argsort(along, kind="stable")
-    along = along[order]
-    steps = np.diff(along)
-    if np.any(steps < 1e-3):
-        raise InputError(f"{name}: the series has duplicated slices (two slices at the same position)")
-    median = float(np.median(steps))
-    if np.any(steps > 1.5 * median):
-        gap = int(np.argmax(steps))
-        raise InputError(
-            f"{name}: the series has missing slices (a gap of {steps[gap]:.2f} mm where the spacing is {median:.2f} mm)"
-        )
-    rows, cols = int(slices[0][1].Rows), int(slices[0][1].Columns)
-    _check_voxels((cols, rows, len(slices)), max_voxels, name)
-    planes = []
-    for idx in order:
-        ds = slices[idx][1]
-        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
-            raise InputError(f"{name}: slices differ in size; the series is inconsistent")
-        try:
-            pixels = ds.pixel_array.astype(np.float32)
-        except Exception as e:  # noqa: BLE001 - pydicom raises many types for codecs
-            syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
-            raise InputError(
-                f"{name}: cannot decode pixel data (transfer syntax {syntax}); export the series uncompressed ({e})"
-            ) from e
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        planes.append(pixels * slope + intercept)  # CT: stored values -> Hounsfield units
-    # pixel_array is [row, column]; our i runs along a row (column index), j down rows.
-    data = np.stack([p.T for p in planes], axis=2)
-    row_spacing, col_spacing = (float(s) for s in slices[0][1].PixelSpacing)
-    first = positions[order[0]]
-    slice_step = (positions[order[-1]] - first) / (len(slices) - 1)
-    lps = np.eye(4)
-    lps[:3, 0] = row_dir * col_spacing
-    lps[:3, 1] = col_dir * row_spacing
-    lps[:3, 2] = slice_step
-    lps[:3, 3] = first
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS -> RAS
-    return make_volume(data, affine, name)
+        if has_pixels(ds):
+            images.append((fname, ds))
+        elif fname != "DICOMDIR":
+            no_image.append(fname)
+    return images, no_image, unreadable
+
+
+def _decoder(ds, label: str):
+    def pixels():
+        stored = decode(ds, label)
+        if stored.ndim != 2:
+            raise InputError(f"{label}: expected one greyscale frame; the pixel data has shape {stored.shape}")
+        return stored
+
+    return pixels
+
+
+def _multiframe(ds, name: str, label: str, what: str, max_voxels: int, warnings: list[str]) -> Volume:
+    _refuse_colour(ds, what)
+    _check_voxels((int(ds.Columns), int(ds.Rows), n_frames(ds)), max_voxels, what)
+    stored = decode(ds, label)
+    frames = frames_of_multiframe(ds, what, stored)
+    if len(frames) == 1:
+        vol = image_to_volume(ds, frames[0], name, max_voxels=max_voxels, pixels=frames[0].pixels())
+        return make_volume(vol.data, vol.affine, name, (*warnings, *vol.warnings))
+    data, affine, notes = stack_frames(frames, what, max_voxels)
+    return make_volume(data, affine, name, (*warnings, *notes, *_monochrome1_note(ds, what)))
+
+
+def _refuse_colour(ds, what: str) -> None:
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1 or str(ds.get("PhotometricInterpretation", "")).strip().upper().startswith("PALETTE"):
+        photometric = str(ds.get("PhotometricInterpretation", "colour")).strip()
+        raise InputError(f"{what}: a colour ({photometric}) volume; camviewer reads greyscale volumes")
+
+
+def _monochrome1_note(ds, what: str) -> tuple[str, ...]:
+    if str(ds.get("PhotometricInterpretation", "")).strip().upper() != "MONOCHROME1":
+        return ()
+    return (
+        f"{what}: stored as MONOCHROME1 (low values shown bright); the values are kept in their units, "
+        "so the display shows them the other way round from the scanner",
+    )

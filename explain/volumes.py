@@ -1,4 +1,5 @@
-"""Volumes in and out: NIfTI, DICOM series (folder or .zip) and NRRD.
+"""Volumes in and out: NIfTI, Analyze/NIfTI pairs, FreeSurfer MGH, DICOM (series, multi-frame,
+single images), NRRD, and PNG/JPEG images.
 
 Axis convention (said once, here): a `Volume` holds `data[i, j, k]` in the file's
 own voxel order, and `affine` maps the voxel index (i, j, k, 1) to world
@@ -17,9 +18,8 @@ No torch here: importing this module must stay cheap.
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import hashlib
-import io
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -31,15 +31,13 @@ from nibabel import orientations
 
 from explain import limits
 from explain.errors import InputError
+from explain.sniff import HEAD_BYTES, sniff
 
 # The memory budget lives in explain.limits (CAMVIEWER_MAX_BYTES, CAMVIEWER_MAX_VOXELS);
 # these defaults are read when a load starts, so a test or server can change them.
 DEFAULT_MAX_BYTES = None
 DEFAULT_MAX_VOXELS = None
 MAX_ZIP_MEMBERS = 5000
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZIP_MAGIC = b"PK\x03\x04"
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,65 +117,110 @@ def load_volume(
     max_voxels: int | None = DEFAULT_MAX_VOXELS,
     volume_index: int | None = None,
 ) -> Volume:
-    """Load a NIfTI file, NRRD file, DICOM folder or .zip of one DICOM series.
+    """Load a 3D volume or a 2D image from a file, a DICOM folder, or a .zip.
 
-    The type is read from the content, not the extension. A 4D file gives volume
-    `volume_index` (the first by default, with a warning). Every failure is an
-    `InputError` naming the file and the problem.
+    Files: NIfTI (.nii, .nii.gz), either half of a .hdr/.img pair (NIfTI or Analyze
+    7.5), FreeSurfer .mgh/.mgz, NRRD, DICOM (a multi-frame file is a volume, a
+    single image is 2D), PNG and JPEG (2D). A folder holds one DICOM series; a .zip
+    holds one DICOM series or one .hdr/.img pair. The type is read from the content,
+    not the extension. A 4D file gives volume `volume_index` (the first by default,
+    with a warning). Every failure is an `InputError` naming the file and the problem,
+    and third-party readers print nothing (see `explain.quiet`).
     """
+    from explain.quiet import meaningful, reader_messages
+
     path = Path(path)
     max_bytes = limits.max_bytes() if max_bytes is None else max_bytes
     max_voxels = limits.max_voxels() if max_voxels is None else max_voxels
     if not path.exists():
         raise InputError(f"{path.name}: no such file or folder")
-    if path.is_dir():
-        from explain.dicom import load_dicom_folder
-
-        return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise InputError(f"{path.name}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
-    if size == 0:
-        raise InputError(f"{path.name}: file is empty")
-    with open(path, "rb") as f:
-        head = f.read(352)
+    head = b""
+    if path.is_file():
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise InputError(f"{path.name}: file is {size / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB limit")
+        if size == 0:
+            raise InputError(f"{path.name}: file is empty")
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
     try:
-        if head.startswith(_ZIP_MAGIC):
-            from explain.dicom import load_dicom_zip
-
-            return load_dicom_zip(path, max_bytes=max_bytes, max_voxels=max_voxels)
-        if head.startswith(b"NRRD"):
-            return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
-        if head[128:132] == b"DICM":
-            raise InputError(
-                f"{path.name}: a single DICOM file is one slice; open the whole series as a folder or a .zip"
-            )
-        if head.startswith(_GZIP_MAGIC) or _looks_like_nifti(head):
-            return _load_nifti(
-                path,
-                compressed=head.startswith(_GZIP_MAGIC),
-                max_bytes=max_bytes,
-                max_voxels=max_voxels,
-                volume_index=volume_index,
-            )
+        with reader_messages() as notes:
+            volume = _load_file(path, head, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
     except InputError:
         raise
     except MemoryError as e:
         raise InputError(f"{path.name}: not enough memory to load this volume") from e
     except Exception as e:  # noqa: BLE001 - third-party readers raise anything on corrupt input
         raise InputError(f"{path.name}: cannot read the file ({type(e).__name__}: {e})") from e
+    return _with_notes(volume, meaningful(notes, path.name))
+
+
+def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
+    """Dispatch on content (see `explain.sniff`); a folder is a DICOM series."""
+    if path.is_dir():
+        from explain.dicom import load_dicom_folder
+
+        single_volume(path.name, volume_index)
+        return load_dicom_folder(path, max_bytes=max_bytes, max_voxels=max_voxels)
+    kind = sniff(path, head)
+    if kind == "zip":
+        from explain.archives import load_zip
+
+        return load_zip(path, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "nrrd":
+        return _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "dicom":
+        from explain.dicom import load_dicom_file
+
+        single_volume(path.name, volume_index)
+        return load_dicom_file(path, max_voxels=max_voxels)
+    if kind in ("png", "jpeg"):
+        from explain.images2d import load_image_2d
+
+        single_volume(path.name, volume_index)
+        return load_image_2d(path, kind=kind, max_voxels=max_voxels)
+    if kind in ("nifti", "nifti.gz"):
+        return _load_nifti(
+            path, compressed=kind == "nifti.gz", max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index
+        )
+    if kind in ("mgh", "mgh.gz"):
+        from explain.neuro import image_to_volume, open_mgh
+
+        img = open_mgh(path, compressed=kind == "mgh.gz", max_bytes=max_bytes, max_voxels=max_voxels)
+        return image_to_volume(img, path.name, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "pair":
+        from explain.neuro import load_pair
+
+        return load_pair(path, max_bytes=max_bytes, max_voxels=max_voxels, volume_index=volume_index)
+    if kind == "gzip":
+        raise InputError(f"{path.name}: a gzip file that holds neither NIfTI nor FreeSurfer MGH data")
     raise InputError(
-        f"{path.name}: not a recognised volume; expected NIfTI (.nii, .nii.gz), "
-        "NRRD, or a DICOM series as a folder or .zip"
+        f"{path.name}: not a recognised volume or image; expected NIfTI (.nii, .nii.gz), an Analyze/NIfTI .hdr/.img pair, "
+        "FreeSurfer .mgh/.mgz, NRRD, DICOM, PNG or JPEG, or a DICOM series as a folder or .zip"
     )
 
 
-def _is_nifti2(head: bytes) -> bool:
-    return head[4:8] == b"n+2\x00" or head[344:348] == b"n+2\x00"
+def _with_notes(volume: Volume, notes: tuple[str, ...]) -> Volume:
+    return dataclasses.replace(volume, warnings=volume.warnings + notes) if notes else volume
 
 
-def _looks_like_nifti(head: bytes) -> bool:
-    return len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00") or _is_nifti2(head))
+VOLUME_CHOICE_HINT = "--volume-index N on the command line, or the 'Volume in file' control in the page"
+
+
+def choose_volume(n: int, name: str, volume_index: int | None) -> tuple[int, list[str]]:
+    """The index of the volume to read from a file holding `n`, and the warning when none was chosen."""
+    index = 0 if volume_index is None else int(volume_index)
+    if not 0 <= index < n:
+        held = "one volume (index 0)" if n == 1 else f"{n} volumes (0 to {n - 1})"
+        raise InputError(f"{name}: volume index {index} is out of range; the file holds {held}")
+    if volume_index is None and n > 1:
+        return 0, [f"{name} holds {n} volumes (4D); showing volume 0. Pick another with {VOLUME_CHOICE_HINT}."]
+    return index, []
+
+
+def single_volume(name: str, volume_index: int | None) -> None:
+    """Refuse a volume index other than 0 for inputs that hold one volume (DICOM, PNG, JPEG)."""
+    choose_volume(1, name, volume_index)
 
 
 def _check_voxels(shape: tuple[int, ...], max_voxels: int, name: str) -> None:
@@ -191,109 +234,20 @@ def _pick_3d(data: np.ndarray, name: str, volume_index: int | None) -> tuple[np.
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim == 4:
-        n = data.shape[3]
-        index = 0 if volume_index is None else volume_index
-        if not 0 <= index < n:
-            raise InputError(f"{name}: volume index {index} is out of range; the file holds {n} volumes")
-        if volume_index is None:
-            warnings.append(f"{name} holds {n} volumes (4D); showing volume 0. Pick another with volume_index.")
+        index, warnings = choose_volume(data.shape[3], name, volume_index)
         data = data[..., index]
+    else:
+        single_volume(name, volume_index)
     if data.ndim != 3:
         raise InputError(f"{name}: volume must be 3D; got shape {tuple(data.shape)}")
     return data, warnings
 
 
 def _load_nifti(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
-    if compressed:
-        # Decompress with a ceiling ourselves, sized by the header: a small .gz can expand without bound.
-        raw = _bounded_gunzip(path, max_bytes)
-        full, affine = _nifti_from_buffer(raw, path.name)
-        shape = full.shape
-    else:
-        img = nib.load(str(path))
-        shape, affine = img.shape, img.affine
-    if len(shape) < 3 or min(shape) == 0:
-        raise InputError(f"{path.name}: volume must be 3D; got shape {tuple(shape)}")
-    _check_voxels(shape, max_voxels, path.name)
-    if sum(s > 1 for s in shape[3:]) > 1:  # 4D is fine (one volume is taken); 5D+ with data is not
-        raise InputError(f"{path.name}: {len(shape)}D image with shape {tuple(shape)} is not supported")
-    data, warnings = _pick_3d(full if compressed else np.asanyarray(img.dataobj), path.name, volume_index)
-    return make_volume(data, affine, path.name, tuple(warnings))
+    from explain.neuro import image_to_volume, open_nifti
 
-
-def _nifti_header(head: bytes):
-    """The NIfTI-1 or NIfTI-2 header class for these first bytes, or None."""
-    if _is_nifti2(head):
-        return nib.Nifti2Header
-    if len(head) >= 348 and head[344:348] in (b"n+1\x00", b"ni1\x00"):
-        return nib.Nifti1Header
-    return None
-
-
-def _nifti_from_buffer(buf: bytearray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (scaled) data array and affine of a single-file NIfTI held in memory, without copying the voxels."""
-    kind = _nifti_header(bytes(buf[:544]))
-    if kind is None:
-        raise InputError(f"{name}: not a NIfTI file after decompression")
-    header = kind.from_fileobj(io.BytesIO(bytes(buf[:544])))
-    shape = tuple(int(s) for s in header.get_data_shape())
-    dtype = header.get_data_dtype()
-    offset = int(header.get_data_offset())
-    count = limits.count(shape)
-    if offset + count * dtype.itemsize > len(buf):
-        raise InputError(f"{name}: the file is shorter than its header declares (truncated?)")
-    data = np.frombuffer(buf, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
-    slope, inter = header.get_slope_inter()
-    if slope is not None and (slope != 1 or (inter or 0) != 0):
-        data = _Scaled(data, float(slope), float(inter or 0.0))
-    return data, header.get_best_affine()
-
-
-class _Scaled:
-    """Applies scl_slope/scl_inter lazily, to the one volume that is kept (like nibabel's array proxy)."""
-
-    def __init__(self, data: np.ndarray, slope: float, inter: float) -> None:
-        self.data, self.slope, self.inter = data, slope, inter
-        self.shape, self.ndim = data.shape, data.ndim
-
-    def __getitem__(self, index) -> _Scaled:
-        return _Scaled(self.data[index], self.slope, self.inter)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        out = np.asarray(self.data, dtype=np.float32) * np.float32(self.slope) + np.float32(self.inter)
-        return out if dtype is None else out.astype(dtype)
-
-
-def _bounded_gunzip(path: Path, max_bytes: int) -> bytearray:
-    """Decompress a .gz into one buffer. A NIfTI stream is read exactly to the size its header declares
-    (checked against the budget first); anything else stops at the budget."""
-    with gzip.open(path, "rb") as f:
-        head = f.read(544)
-        kind = _nifti_header(head)
-        if kind is not None:
-            try:
-                header = kind.from_fileobj(io.BytesIO(head))
-                shape = [int(s) for s in header.get_data_shape()]
-                itemsize = header.get_data_dtype().itemsize
-                total = int(header.get_data_offset()) + limits.count(shape) * itemsize
-            except Exception as e:  # noqa: BLE001 - nibabel raises several types for corrupt headers
-                raise InputError(f"{path.name}: the NIfTI header is corrupt ({type(e).__name__})") from e
-            one_volume = limits.count(shape[:3]) * 4  # the float32 copy that is kept
-            limits.check_bytes(total + one_volume, "decompressing and converting this image", path.name, max_bytes)
-            buf = bytearray(total)
-            buf[: len(head)] = head[:total]
-            view, filled = memoryview(buf), min(len(head), total)
-            while filled < total and (got := f.readinto(view[filled : min(total, filled + (1 << 22))])):
-                filled += got
-            return buf[:filled] if filled < total else buf
-        out = bytearray(head)
-        while chunk := f.read(1 << 22):
-            out += chunk
-            if len(out) > max_bytes // 2:  # the decoded copy needs room too
-                raise InputError(f"{path.name}: decompresses past the {limits.mib(max_bytes // 2)} limit")
-    if len(out) < 348:
-        raise InputError(f"{path.name}: too short to be an image after decompression")
-    return out
+    img = open_nifti(path, compressed=compressed, max_bytes=max_bytes)
+    return image_to_volume(img, path.name, max_voxels=max_voxels, volume_index=volume_index)
 
 
 def _load_nrrd(path: Path, *, max_voxels: int, volume_index: int | None) -> Volume:

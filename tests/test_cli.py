@@ -95,7 +95,7 @@ def test_cam_all_targets_writes_one_file_per_class(files):
         (["cam", "{tmp}/missing.pt2", "{tmp}/vol.nii.gz", "--out", "{tmp}/o.nii.gz"], "no such model file"),
         (["cam", "{tmp}/blob.pt2", "{tmp}/missing.nii", "--out", "{tmp}/o.nii.gz"], "no such file"),
         (["cam", "{tmp}/blob.pt2", "{tmp}/corrupt.nii.gz", "--out", "{tmp}/o.nii.gz"], "corrupt.nii.gz"),
-        (["cam", "{tmp}/blob.pt2", "{tmp}/flat.nii.gz", "--out", "{tmp}/o.nii.gz"], "must be 3D"),
+        (["cam", "{tmp}/blob.pt2", "{tmp}/flat.nii.gz", "--out", "{tmp}/o.nii.gz"], "a 2D image cannot go into"),
         (["cam", "{tmp}/blob.pt2", "{tmp}/vol.nii.gz", "--out", "{tmp}/o.nii.gz", "--layer", "detekt"], "closest"),
         (
             ["cam", "{tmp}/blob.pt2", "{tmp}/vol.nii.gz", "--out", "{tmp}/o.nii.gz", "--method", "magic"],

@@ -59,8 +59,7 @@ def test_four_d_takes_first_volume_with_warning(tmp_path):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (np.zeros((8, 8), np.float32), "3D"),
-        (np.zeros((8, 8, 1), np.float32), "singleton axis"),
+        (np.zeros((8, 1, 1), np.float32), "is a line"),
         (np.full((4, 4, 4), np.nan, np.float32), "NaN or infinite"),
         (np.zeros((4, 4, 4, 2, 2), np.float32), "not supported"),
     ],
@@ -186,10 +185,12 @@ def test_dicom_series_with_bad_slices(tmp_path, zs, message):
         load_volume(tmp_path)
 
 
-def test_single_dicom_file_is_refused(tmp_path):
+def test_single_dicom_file_is_a_2d_image(tmp_path):
     (tmp_path / "one.dcm").write_bytes(_series()[0][1])
-    with pytest.raises(InputError, match="single DICOM file"):
-        load_volume(tmp_path / "one.dcm")
+    vol = load_volume(tmp_path / "one.dcm")
+    assert vol.ndim == 2 and vol.shape == (4, 6)  # (columns, rows)
+    assert vol.data[2, 1] == 3000 - 1024 and vol.data[0, 0] == 1000 - 1024
+    np.testing.assert_allclose(vol.affine @ np.array([2, 1, 0, 1.0]), [100 - 2 * 0.6, 120 - 1 * 0.8, 0.0, 1.0])
 
 
 # ----------------------------------------------------------------------------- NRRD
@@ -237,7 +238,7 @@ def test_mutated_nifti_headers_never_crash(tmp_path, edits, compress):
         vol = load_volume(path, max_voxels=1_000_000, max_bytes=50_000_000)
     except InputError:
         return
-    assert vol.data.ndim == 3 and np.all(np.isfinite(vol.data))
+    assert vol.data.ndim in (2, 3) and np.all(np.isfinite(vol.data))
 
 
 def test_exported_cam_bytes_reopen_on_the_input_grid(tmp_path):
