@@ -118,14 +118,16 @@ def choose_volume(errors: list[str]):
     st.sidebar.header("1 · Image")
     sources = ["Sample brain MRI", "Upload an image"] + (["Case folder"] if CASE_DIR else [])
     source = st.sidebar.radio("Source", sources, key="volume_source")
-    index = st.session_state.get("volume_index")
     try:
         if source == "Sample brain MRI":
             return volume_from_path(str(SAMPLE_CASE), str(SAMPLE_CASE.stat().st_mtime), None)
         if source == "Case folder":
             cases = sorted(p for p in Path(CASE_DIR).iterdir() if not p.name.startswith("."))
             pick = st.sidebar.selectbox("Case", cases, format_func=lambda p: p.name, key="case_pick")
-            return volume_from_path(str(pick), str(pick.stat().st_mtime), index) if pick else None
+            if pick is None:
+                return None
+            stamp = f"{pick}:{pick.stat().st_mtime}"
+            return volume_choice(volume_from_path(str(pick), stamp, chosen_index(stamp)), stamp)
         upload = st.sidebar.file_uploader(
             "NIfTI, NRRD, MGH, DICOM (file or .zip series), PNG/JPEG", key="volume_upload"
         )
@@ -133,24 +135,42 @@ def choose_volume(errors: list[str]):
             st.sidebar.info("Upload an image to begin.")
             return None
         raw = upload.getvalue()
-        volume = volume_from_upload(digest(raw), index, safe_name(upload.name), raw)
-        count = getattr(volume, "n_volumes", 1)
-        if count > 1:
-            st.sidebar.number_input("Volume in file", 0, count - 1, key="volume_index")
-        return volume
+        key = digest(raw)
+        return volume_choice(volume_from_upload(key, chosen_index(key), safe_name(upload.name), raw), key)
     except InputError as e:
         errors.append(f"This image could not be opened: {plain(e)}")
     return None
 
 
-def preprocessing_form(has_card: bool) -> tuple[dict, dict | None]:
+def chosen_index(file_key: str) -> int | None:
+    """The 'Volume in file' choice, if it was made for this very file (a new file starts at its first volume)."""
+    if st.session_state.get("volume_index_for") != file_key:
+        return None
+    return st.session_state.get("volume_index")
+
+
+def volume_choice(volume, file_key: str):
+    """Offer 'Volume in file' for a 4D file: the control its warning names."""
+    if volume.n_volumes > 1:
+        st.session_state["volume_index_for"] = file_key
+        st.sidebar.number_input(
+            f"Volume in file (0 to {volume.n_volumes - 1})", 0, volume.n_volumes - 1, key="volume_index"
+        )
+    return volume
+
+
+def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dict, dict | None]:
     """Card fields for a model that lacks them; or, ticked on purpose, overrides of its own card."""
     title = "Preprocessing (fills what the model's card lacks)"
     with st.sidebar.expander(title, expanded=not has_card):
         intensity = st.selectbox(
             "Intensity", ["MR percentile 0.5-99.5", "CT soft tissue", "z-score", "none"], key="pre_intensity"
         )
-        shape = st.text_input("Model input shape (C, D, H, W) or (C, H, W)", "1, 96, 96, 96", key="pre_shape")
+        if program_shape is None:
+            shape = st.text_input("Model input shape (C, D, H, W) or (C, H, W)", "1, 96, 96, 96", key="pre_shape")
+        else:  # a .pt2 states its own input shape; the form cannot change a fact about the program
+            shape = ", ".join(map(str, program_shape))
+            st.caption(f"Input shape, from the program: ({shape})")
         task = st.selectbox("Task", ["classification", "segmentation"], key="pre_task")
         override = has_card and st.checkbox("Override the model's own card with these values", key="pre_override")
     spec = {
@@ -163,7 +183,8 @@ def preprocessing_form(has_card: bool) -> tuple[dict, dict | None]:
     parts = [s.strip() for s in shape.replace("x", ",").split(",") if s.strip()]
     if not all(p.isdigit() and len(p) < 6 for p in parts):
         raise InputError(f"the input shape {plain(shape[:40])} must be whole numbers, like 1, 96, 96, 96")
-    card["input_shape"] = [int(p) for p in parts]
+    if program_shape is None:
+        card["input_shape"] = [int(p) for p in parts]
     if len(parts) == 4:
         card["orientation"] = "RAS"
     return card, (card if override else None)
@@ -194,11 +215,11 @@ def choose_model(errors: list[str]):
                     raise InputError(f"the network arguments are not valid JSON ({type(e).__name__})") from e
             if upload is None:
                 st.sidebar.info("Upload a model file.")
-                preprocessing_form(False)
+                preprocessing_form(False, None)
                 return None
             raw = upload.getvalue()
             mf = model_file(digest(raw), arch, kwargs, safe_name(upload.name, "model"), raw)
-            defaults, overrides = preprocessing_form(mf.card is not None)
+            defaults, overrides = preprocessing_form(mf.card is not None, mf.input_shape)
             loaded = apply_card(mf, defaults, overrides)
         describe_model(loaded)
         stores()["models"].put(loaded.identity, loaded)

@@ -1,4 +1,4 @@
-"""A .zip upload: one DICOM series, or one .hdr/.img pair (browser uploads are single files).
+"""A .zip upload: one DICOM series, one .hdr/.img pair, or one NRRD header with its data (browser uploads are single files).
 
 Members are read into memory with a byte ceiling counted on the decompressed stream (declared
 sizes can lie), and a member path that climbs out (`..`, absolute, a drive letter) refuses the
@@ -115,12 +115,41 @@ def _image_pair(members: list[Member], name: str, max_voxels: int, volume_index:
     )
 
 
+def _nrrd_bundle(members: list[Member], name: str, max_voxels: int, volume_index: int | None) -> Loader | None:
+    """An NRRD header with its detached data: written, by base name only, to a private folder and read there."""
+    headers = [m for m in members if m.data.startswith(b"NRRD")]
+    if not headers:
+        return None
+    if len(headers) > 1:
+        raise InputError(f"{name}: holds {len(headers)} NRRD headers; put one header and its data file in the .zip")
+    header = headers[0]
+    beside = [m for m in members if m.path.parent == header.path.parent]
+
+    def load() -> Volume:
+        import tempfile
+
+        from explain.volumes import _load_nrrd, safe_name
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for m in beside:
+                target = Path(tmp) / safe_name(m.path.name, "member")
+                target.write_bytes(m.data)
+            path = Path(tmp) / safe_name(header.path.name, "member")
+            try:
+                volume = _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
+            except InputError as e:
+                raise InputError(f"{name}: {e}") from None
+        return volume
+
+    return load
+
+
 # Tried in order; the first that recognises the archive loads it.
-_KINDS: tuple[Recogniser, ...] = (_dicom_series, _image_pair)
+_KINDS: tuple[Recogniser, ...] = (_dicom_series, _image_pair, _nrrd_bundle)
 
 
 def load_zip(path: Path, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
-    """The volume or image held in a .zip: one DICOM series, or one .hdr/.img pair."""
+    """The volume or image held in a .zip: one DICOM series, one .hdr/.img pair, or an NRRD header and its data."""
     members = [m for m in read_zip(path, max_bytes) if not _is_clutter(m.path)]
     if not members:
         raise InputError(f"{path.name}: the .zip holds no files")
@@ -129,6 +158,6 @@ def load_zip(path: Path, *, max_bytes: int, max_voxels: int, volume_index: int |
         if loader is not None:
             return loader()
     raise InputError(
-        f"{path.name}: holds neither DICOM files nor an Analyze/NIfTI .hdr/.img pair; "
-        "a .zip must hold one DICOM series or one such pair"
+        f"{path.name}: holds neither DICOM files, an Analyze/NIfTI .hdr/.img pair nor an NRRD header; "
+        "a .zip must hold one DICOM series, one such pair, or one NRRD header with its data file"
     )

@@ -49,6 +49,7 @@ class Volume:
     source: str
     content_hash: str
     warnings: tuple[str, ...] = field(default=())
+    n_volumes: int = 1  # volumes in the file (4D); `volume_index` picks one
 
     @property
     def ndim(self) -> int:
@@ -152,7 +153,20 @@ def load_volume(
         raise InputError(f"{path.name}: not enough memory to load this volume") from e
     except Exception as e:  # noqa: BLE001 - third-party readers raise anything on corrupt input
         raise InputError(f"{path.name}: cannot read the file ({type(e).__name__}: {e})") from e
-    return _with_notes(volume, meaningful(notes, path.name))
+    volume = _with_notes(volume, meaningful(notes, path.name))
+    return dataclasses.replace(volume, n_volumes=_count_volumes(path))
+
+
+def _count_volumes(path: Path) -> int:
+    """How many volumes the file offers (headers only), so a page can offer the choice."""
+    if path.is_dir():
+        return 1
+    from explain.probe import probe_volume
+
+    try:
+        return max(int(probe_volume(path).n_volumes), 1)
+    except InputError:
+        return 1
 
 
 def _load_file(path: Path, head: bytes, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
@@ -340,4 +354,4 @@ def load_volume_bytes(raw: bytes, name: str, **limit_kwargs: int) -> Volume:
         except InputError as e:  # name the user's file, not our temporary one
             raise InputError(str(e).replace(target.name, shown)) from None
     warnings = tuple(w.replace(target.name, shown) for w in vol.warnings)
-    return Volume(vol.data, vol.affine, shown, vol.content_hash, warnings)
+    return dataclasses.replace(vol, source=shown, warnings=warnings)

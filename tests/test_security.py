@@ -389,3 +389,22 @@ def test_zip_member_names_never_become_paths(tmp_path):
         z.writestr("../../x.dcm", b"x")
     with pytest.raises(InputError, match="outside the archive"):
         load_volume(bad)
+
+
+def test_nrrd_header_and_data_uploaded_together_in_a_zip(tmp_path):
+    """An upload is one file, so a detached NRRD comes as a .zip; its data must sit beside the header."""
+    import nrrd
+
+    data = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    nrrd.write(str(tmp_path / "v.nhdr"), data, {"space": "left-posterior-superior"}, detached_header=True)
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as z:
+        for f in tmp_path.glob("v.*"):
+            z.write(f, f"case/{f.name}")
+    np.testing.assert_array_equal(load_volume(good).data, data)
+    climbing = tmp_path / "climb.zip"
+    with zipfile.ZipFile(climbing, "w") as z:
+        z.writestr("case/v.nhdr", hostile.nrrd_detached("../other/v.raw"))
+        z.writestr("other/v.raw", bytes(64))
+    with pytest.raises(InputError, match="outside the header's folder"):
+        load_volume(climbing)
