@@ -1,0 +1,307 @@
+"""Cohort runs: many cases, one model, on Ray (a local Ray by default, a cluster by address).
+
+    python -m explain batch CASES --model M [--method gradcam ...] [--layer L ...] [--target K|all] --out DIR
+
+CASES is a folder (each file or DICOM folder in it is a case) or a CSV with a `path`
+column and optional `mask` and `label` columns. For every case and method it writes the
+maps as NIfTI on the case's own grid (DIR/maps/) and one row per map to DIR/results.csv:
+prediction, probabilities, scores, localisation (with a mask), sanity figures (with
+--sanity), timings, content hashes and the worker's peak memory.
+
+Each Ray worker loads the model once and takes cases from a queue. A case is skipped when
+its content key (the case's bytes, its mask's bytes, the model's identity and the
+choices) is already in the table, so a run can be resumed; one bad case is recorded as
+failed with its error line and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from explain import __version__
+from explain.errors import InputError
+
+COLUMNS = [
+    "case", "status", "error", "method", "layer", "target", "target_name", "label", "predicted", "predicted_name",
+    "probabilities", "scores", "raw_peak", "pointing_hit", "energy_in_mask", "iou", "sanity_spearman_top",
+    "sanity_ssim_top", "sanity_depends", "map_file", "path", "mask", "case_key", "volume_hash", "model_hash",
+    "request_key", "seconds_load", "seconds_compute", "worker", "worker_peak_mb",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case of a cohort: an image (file or DICOM folder), an optional mask and an optional label."""
+
+    case: str
+    path: str
+    mask: str = ""
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What to compute for every case."""
+
+    methods: tuple[str, ...]
+    layers: tuple[str, ...]
+    target: str  # "predicted", "all", "label" (each case's own label), or a class index
+    threshold: float = 0.5
+    sanity: bool = False
+
+
+def read_cases(spec: str | Path) -> list[Case]:
+    """Cases from a folder (sorted, hidden files skipped) or a CSV with path[, mask, label] columns."""
+    spec = Path(spec)
+    if spec.is_dir():
+        items = sorted(p for p in spec.iterdir() if not p.name.startswith(".") and p.suffix.lower() != ".csv")
+        return [Case(_case_id(p), str(p)) for p in items]
+    if not spec.is_file():
+        raise InputError(f"{spec.name}: no such folder or CSV of cases")
+    with open(spec, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "path" not in rows[0]:
+        raise InputError(f"{spec.name}: a cases CSV needs a 'path' column (and optionally 'mask' and 'label')")
+    out = []
+    for row in rows:
+        path = _resolve(spec.parent, row["path"])
+        mask = _resolve(spec.parent, row.get("mask") or "") if row.get("mask") else ""
+        out.append(Case(row.get("case") or _case_id(Path(path)), path, mask, (row.get("label") or "").strip()))
+    return out
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(value.strip())
+    return str(p if p.is_absolute() else base / p)
+
+
+def _case_id(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".mgz", ".zip", ".dcm", ".png"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _file_digest(path: str) -> str:
+    """A hash of a file's or a folder's bytes (a folder: every file, in name order)."""
+    h = hashlib.blake2b(digest_size=16)
+    p = Path(path)
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    for q in files:
+        h.update(str(q.relative_to(p) if p.is_dir() else "").encode())
+        with open(q, "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def case_key(case: Case, model_identity: str, choices: Choices) -> str:
+    """The content key a resumed run skips by: bytes of the case and mask, the model's identity, the choices."""
+    try:
+        parts = [_file_digest(case.path), _file_digest(case.mask) if case.mask else "", case.label]
+    except OSError:
+        parts = ["unreadable", case.path, case.mask, case.label]  # failed rows keep the run going
+    text = json.dumps([parts, model_identity, asdict(choices), __version__], sort_keys=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:80]
+
+
+# ----------------------------------------------------------------------------- one worker
+
+
+class CaseWorker:
+    """Loads the model once; explains one case at a time. Runs inside a Ray actor (or in process)."""
+
+    def __init__(self, model_spec: dict, out_dir: str, device: str, threads: int) -> None:
+        import torch
+
+        from explain.models import load_model
+
+        torch.set_num_threads(max(int(threads), 1))
+        self.model = load_model(model_spec["path"], **model_spec.get("options", {}))
+        self.out, self.device = Path(out_dir), device
+        (self.out / "maps").mkdir(parents=True, exist_ok=True)
+        self.name = f"worker-{id(self) % 10_000:04d}"
+
+    def run(self, case: Case, key: str, choices: Choices) -> list[dict[str, Any]]:
+        from explain.volumes import load_volume
+
+        base = {"case": case.case, "path": case.path, "mask": case.mask, "label": case.label, "case_key": key}
+        base |= {"model_hash": self.model.identity, "worker": self.name}
+        t0 = time.perf_counter()
+        try:
+            volume = load_volume(case.path)
+            mask = load_volume(case.mask).data if case.mask else None
+            loaded = time.perf_counter() - t0
+            target = self._target(case, choices)
+            rows = [row for m in choices.methods for row in self._explain(case, volume, mask, m, target, choices)]
+        except InputError as e:
+            return [base | {"status": "failed", "error": str(e), "worker_peak_mb": _peak_mb()}]
+        except Exception as e:  # noqa: BLE001 - a bug on one case must not stop the cohort; it is recorded
+            error = f"internal error ({type(e).__name__}: {str(e)[:200]})"
+            return [base | {"status": "failed", "error": error, "worker_peak_mb": _peak_mb()}]
+        for row in rows:
+            row.update(base, status="ok", error="", volume_hash=volume.content_hash, seconds_load=round(loaded, 3))
+            row["worker_peak_mb"] = _peak_mb()
+        return rows
+
+    def _target(self, case: Case, choices: Choices) -> int | str | None:
+        """The class to explain: the predicted one, all, a fixed index, or the case's own label."""
+        if choices.target == "predicted":
+            return None
+        if choices.target != "label":
+            return choices.target
+        names = self.model.card.class_names or []
+        if case.label.isdigit():
+            return int(case.label)
+        if case.label in names:
+            return names.index(case.label)
+        raise InputError(f"{case.case}: label {case.label[:40]!r} is neither a class index nor a class name")
+
+    def _explain(self, case: Case, volume, mask, method: str, target, choices: Choices) -> list[dict[str, Any]]:
+        from explain.localisation import localise, target_mask
+        from explain.policy import is_attention
+        from explain.request import compute, make_request
+        from explain.volumes import save_nifti
+
+        layers = None if is_attention(method) or not choices.layers else list(choices.layers)
+        request = make_request(self.model, volume, method, layers, target, device=self.device)
+        t0 = time.perf_counter()
+        result, _ = compute(request, self.model, volume, device=self.device)
+        seconds = time.perf_counter() - t0
+        rows = []
+        for r in result.results:
+            stem = _safe(f"{case.case}__{method}__{r.layer}__{r.target}")
+            path = self.out / "maps" / f"{stem}.nii.gz"
+            save_nifti(r.cam, volume.affine, path)
+            row = {
+                "method": method, "layer": r.layer, "target": r.target, "target_name": r.target_name,
+                "predicted": result.predicted, "predicted_name": result.class_names[result.predicted],
+                "probabilities": json.dumps([round(float(p), 6) for p in result.probabilities]),
+                "scores": json.dumps([round(float(s), 6) for s in result.scores]), "raw_peak": r.raw_peak,
+                "map_file": str(path.relative_to(self.out)), "request_key": request.key(),
+                "seconds_compute": round(seconds, 3),
+            }  # fmt: skip
+            if mask is not None:
+                row |= localise(r.cam, target_mask(mask, r.target), choices.threshold).to_dict()
+                row.pop("threshold"), row.pop("mask_voxels")
+            if choices.sanity:
+                from explain.sanity import cascade
+
+                report = cascade(self.model, volume, method, r.layer if layers else None, r.target, max_steps=1)
+                top = report.steps[0] if report.steps else None
+                row |= {
+                    "sanity_spearman_top": round(top.spearman, 4) if top else "",
+                    "sanity_ssim_top": round(top.ssim, 4) if top else "",
+                    "sanity_depends": report.depends_on_weights,
+                }
+            rows.append(row)
+        return rows
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def read_table(out: Path) -> list[dict[str, str]]:
+    table = out / "results.csv"
+    if not table.exists():
+        return []
+    with open(table, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _append(out: Path, rows: list[dict[str, Any]]) -> None:
+    table = out / "results.csv"
+    new = not table.exists()
+    with open(table, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_batch(
+    cases: list[Case],
+    model_spec: dict,
+    choices: Choices,
+    out: str | Path,
+    *,
+    workers: int = 2,
+    ray_address: str | None = None,
+    device: str = "auto",
+    progress=None,
+) -> dict[str, Any]:
+    """Explain every case not yet in `out/results.csv`; returns counts, timings and peak memory."""
+    import ray
+    from ray.util import ActorPool
+
+    from explain.models import load_model
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    identity = load_model(model_spec["path"], **model_spec.get("options", {})).identity  # fail early, clearly
+    done = {row["case_key"] for row in read_table(out)}
+    keyed = [(case, case_key(case, identity, choices)) for case in cases]
+    todo = [(case, key) for case, key in keyed if key not in done]
+    report = progress or _progress_bar(len(todo))
+    started = time.perf_counter()
+    summary: dict[str, Any] = {"cases": len(cases), "skipped": len(cases) - len(todo), "ok": 0, "failed": 0}
+    if not todo:
+        return summary | {"seconds": 0.0, "peak_mb_per_worker": {}}
+    workers = max(1, min(workers, len(todo)))
+    if not ray.is_initialized():
+        options = {"address": ray_address} if ray_address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(log_to_driver=False, configure_logging=False, **options)
+    gpu_share = 1.0 / workers if device != "cpu" and _cuda() else 0
+    actor = ray.remote(num_cpus=1, num_gpus=gpu_share)(CaseWorker)
+    threads = max(1, _cpus() // workers)
+    pool = ActorPool([actor.remote(model_spec, str(out), device, threads) for _ in range(workers)])
+    peaks: dict[str, float] = {}
+    for rows in pool.map_unordered(lambda a, item: a.run.remote(item[0], item[1], choices), todo):
+        _append(out, rows)
+        failed = rows[0]["status"] == "failed"
+        summary["failed" if failed else "ok"] += 1
+        peaks[rows[0]["worker"]] = max(peaks.get(rows[0]["worker"], 0.0), float(rows[0]["worker_peak_mb"]))
+        report(summary["ok"] + summary["failed"], rows[0]["case"], rows[0]["error"] if failed else "")
+    return summary | {"seconds": round(time.perf_counter() - started, 2), "peak_mb_per_worker": peaks}
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _progress_bar(total: int):
+    def report(done: int, case: str, error: str) -> None:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        note = f"  {case}: failed: {error[:100]}" if error else ""
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {case[:30]:30s}{note}", file=sys.stderr,
+              end="\n" if error or done == total else "", flush=True)  # fmt: skip
+
+    return report
