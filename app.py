@@ -32,6 +32,7 @@ SAMPLE_MODELS = {
 }
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
+BATCH_DIR = os.environ.get("CAMVIEWER_BATCH_DIR", "")  # cohort runs (python -m explain batch) to open as worklists
 STAGES = {
     "preprocess": "preparing the input",
     "forward": "forward pass",
@@ -63,6 +64,7 @@ def stores() -> dict:
         "volumes": ObjectStore(8, 2 * max_bytes(), lambda v: v.data.nbytes),
         "models": ObjectStore(16, max_bytes(), lambda m: sum(p.numel() * 4 for p in m.module.parameters())),
         "requests": ObjectStore(256, 1 << 20, lambda _r: 1),
+        "sanity": ObjectStore(256, 1 << 20, lambda _r: 1),
         "stats": {"engine_calls": 0},
     }
 
@@ -117,10 +119,13 @@ def choose_volume(errors: list[str]):
 
     st.sidebar.header("1 · Image")
     sources = ["Sample brain MRI", "Upload an image"] + (["Case folder"] if CASE_DIR else [])
+    sources += ["Worklist (cohort run)"] if BATCH_DIR else []
     source = st.sidebar.radio("Source", sources, key="volume_source")
     try:
         if source == "Sample brain MRI":
             return volume_from_path(str(SAMPLE_CASE), str(SAMPLE_CASE.stat().st_mtime), None)
+        if source.startswith("Worklist"):
+            return None  # main() opens cases from the worklist instead
         if source == "Case folder":
             cases = sorted(p for p in Path(CASE_DIR).iterdir() if not p.name.startswith("."))
             pick = st.sidebar.selectbox("Case", cases, format_func=lambda p: p.name, key="case_pick")
@@ -241,6 +246,74 @@ def describe_model(model) -> None:
         st.sidebar.warning(plain(f"Overriding the model's own card on purpose: {values}"))
 
 
+def open_from_worklist(errors: list[str]):
+    """A cohort run's table; the row picked opens its case and model, and sets its method, layer and class once."""
+    from explain.batch import NUMERIC, WORKLIST_COLUMNS, batch_model, list_batches, worklist
+    from explain.models import apply_card
+    from viewer.panels import worklist_panel
+
+    runs = list_batches(BATCH_DIR)
+    if not runs:
+        st.info("No cohort runs (folders with results.csv) in the worklist folder yet.")
+        return None
+    run_folder = st.sidebar.selectbox("Cohort run", runs, format_func=lambda p: p.name, key="batch_pick")
+    sort_by = st.sidebar.selectbox("Sort by", WORKLIST_COLUMNS, key="worklist_sort")
+    descending = st.sidebar.toggle("Descending", key="worklist_desc")
+    rows = worklist(run_folder, sort_by, descending)
+    ids = [f"{r['case']}|{r['method']}|{r['layer']}|{r['target']}" for r in rows]
+    st.subheader(plain(f"Worklist: {run_folder.name}"))
+    picked = worklist_panel(rows, ids, WORKLIST_COLUMNS, NUMERIC)
+    if picked is None:
+        return None
+    row = rows[ids.index(picked)]
+    if row["status"] != "ok":
+        errors.append(f"This case failed in the cohort run: {plain(row['error'])}")
+        return None
+    try:
+        path = Path(row["path"])
+        volume = volume_from_path(str(path), f"{path}:{path.stat().st_mtime}", None)
+        spec = batch_model(run_folder)
+        options = spec.get("options", {})
+        model_path = Path(spec["path"])
+        kwargs = json.dumps(options.get("arch_kwargs") or {}, sort_keys=True)
+        mf = model_file(f"{model_path}:{model_path.stat().st_mtime}", options.get("arch"), kwargs, model_path.name,
+                        str(model_path))  # fmt: skip
+        model = apply_card(mf, overrides=options.get("card"))
+    except (InputError, OSError) as e:
+        errors.append(f"This case could not be opened: {plain(e)}")
+        return None
+    if st.session_state.get("worklist_opened") != picked:  # a newly opened row sets the choices, once
+        st.session_state["worklist_opened"] = picked
+        st.session_state.update(w_method=row["method"], w_layer=row["layer"], w_target=row["target_name"])
+    st.sidebar.caption(plain(f"Model of the run: {model.source}"))
+    stores()["models"].put(model.identity, model)
+    return volume, model
+
+
+def choose_mask(volume, errors: list[str]):
+    """An optional mask on the image's grid, for localisation scores (the sample's own lesion mask is offered)."""
+    from explain.volumes import safe_name
+
+    st.sidebar.header("4 · Mask (optional)")
+    try:
+        if st.session_state.get("volume_source") == "Sample brain MRI":
+            if st.sidebar.checkbox("The sample's lesion mask", key="sample_mask"):
+                path = SAMPLE_CASE.with_name("lesion_mask.nii.gz")
+                return volume_from_path(str(path), str(path.stat().st_mtime), None).data
+            return None
+        upload = st.sidebar.file_uploader("A mask on the same grid as the image", key="mask_upload")
+        if upload is None:
+            return None
+        raw = upload.getvalue()
+        mask = volume_from_upload(digest(raw), None, safe_name(upload.name, "mask"), raw)
+        if mask.shape != volume.shape:
+            raise InputError(f"the mask's grid {mask.shape} is not the image's grid {volume.shape}")
+        return mask.data
+    except InputError as e:
+        errors.append(f"This mask could not be used: {plain(e)}")
+    return None
+
+
 # ----------------------------------------------------------------------------- sidebar: choices
 def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str]]:
     """Widgets show `page.choices`, made valid for this model; a change the user did not make is explained."""
@@ -318,8 +391,12 @@ def main() -> None:
     st.title("camviewer")
     st.caption("Where did the model look? Grad-CAM family and ViT attention on 3D volumes and 2D images.")
     errors: list[str] = []
-    volume = choose_volume(errors)
-    model = choose_model(errors)
+    volume, model = choose_volume(errors), None
+    if st.session_state.get("volume_source", "").startswith("Worklist"):
+        volume, model = open_from_worklist(errors) or (None, None)
+    else:
+        model = choose_model(errors)
+    mask = choose_mask(volume, errors) if volume is not None else None
     for message in errors:
         st.error(message)
     if volume is None or model is None:
@@ -342,6 +419,32 @@ def main() -> None:
         return
     page.volume, page.model, page.choices, page.shown = volume.content_hash, model.identity, choices, request.key()
     show(page, volume, model, request, result, cached)
+    checks(model, volume, request, result, mask)
+
+
+def checks(model, volume, request, result, mask) -> None:
+    """Localisation against a mask, and the sanity check, for the map on screen (built only when asked for)."""
+    from explain.localisation import localise, target_mask
+    from explain.policy import is_attention
+    from viewer.panels import localisation_panel, sanity_panel
+
+    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+    cam = result.get(None if is_attention(request.method) else request.layers[0], target)
+    st.subheader("Checks")
+    if mask is not None:
+        localisation_panel(localise(cam.cam, target_mask(mask, target), 0.5).to_dict())
+    found = stores()["sanity"].get(request.key())
+    if found is None and st.button("Run the sanity check: randomise the model block by block, from the top",
+                                   key="sanity_run"):  # fmt: skip
+        from explain.sanity import cascade
+
+        with st.spinner("Randomising blocks and recomputing the map…"):
+            layer = None if is_attention(request.method) else request.layers[0]
+            found = stores()["sanity"].put(
+                request.key(), cascade(model, volume, request.method, layer, target, block=request.block).to_dict()
+            )
+    if found is not None:
+        sanity_panel(found)
 
 
 def show_last(page: Page) -> None:

@@ -212,9 +212,14 @@ class CaseWorker:
 
 
 def _peak_mb() -> float:
-    import resource
+    """This process's peak resident memory (VmHWM: not inherited from a parent, unlike ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            return round(int(next(line for line in f if line.startswith("VmHWM:")).split()[1]) / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        import resource
 
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -258,6 +263,7 @@ def run_batch(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     identity = load_model(model_spec["path"], **model_spec.get("options", {})).identity  # fail early, clearly
+    (out / "batch.json").write_text(json.dumps({"model": model_spec, "choices": asdict(choices)}, indent=2))
     done = {row["case_key"] for row in read_table(out)}
     keyed = [(case, case_key(case, identity, choices)) for case in cases]
     todo = [(case, key) for case, key in keyed if key not in done]
@@ -305,3 +311,43 @@ def _progress_bar(total: int):
               end="\n" if error or done == total else "", flush=True)  # fmt: skip
 
     return report
+
+
+# ----------------------------------------------------------------------------- reading a finished run (the page's worklist)
+
+NUMERIC = ("target", "predicted", "raw_peak", "energy_in_mask", "iou", "sanity_spearman_top", "sanity_ssim_top",
+           "seconds_load", "seconds_compute", "worker_peak_mb")  # fmt: skip
+WORKLIST_COLUMNS = ("case", "status", "method", "layer", "target_name", "label", "predicted_name", "pointing_hit",
+                    "energy_in_mask", "iou", "sanity_spearman_top", "raw_peak", "error")  # fmt: skip
+
+
+def list_batches(root: str | Path) -> list[Path]:
+    """Run folders (holding results.csv and batch.json) at or one level below `root`, a folder the server chose."""
+    root = Path(root)
+    found = [root] if (root / "results.csv").is_file() else []
+    if root.is_dir():
+        found += sorted(p for p in root.iterdir() if p.is_dir() and (p / "results.csv").is_file())
+    return found
+
+
+def batch_model(folder: Path) -> dict:
+    """The model spec a run used (from its batch.json)."""
+    try:
+        return json.loads((folder / "batch.json").read_text())["model"]
+    except (OSError, ValueError, KeyError) as e:
+        raise InputError(f"{folder.name}: no readable batch.json beside results.csv; rerun the batch") from e
+
+
+def worklist(folder: Path, sort_by: str = "case", descending: bool = False) -> list[dict[str, Any]]:
+    """The run's rows with numbers as numbers, sorted by any column (empty values last)."""
+    rows = read_table(folder)
+    for row in rows:
+        for key in NUMERIC:
+            try:
+                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+            except ValueError:
+                row[key] = None
+    present = [r for r in rows if r.get(sort_by) not in (None, "")]
+    missing = [r for r in rows if r.get(sort_by) in (None, "")]
+    present.sort(key=lambda r: r[sort_by], reverse=descending)
+    return present + missing

@@ -246,3 +246,55 @@ def test_user_text_is_escaped_before_markdown(tmp_path, monkeypatch):
     assert "![x](http" not in raw and r"\!\[x\]\(http" in raw
     assert "![x](http://127.0.0.1:9/a.png)" in _errors(at)  # what the reader sees, literally
     assert np is not None
+
+
+# ----------------------------------------------------------------------------- checks and the worklist (issue 10)
+
+
+def test_sanity_check_and_localisation_on_the_page(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.checkbox(key="sample_mask").check().run()
+    assert not _errors(at)
+    pointing = [m for m in at.metric if m.label == "Pointing game"]
+    assert pointing and pointing[0].value == "hit"  # the sample CNN's Grad-CAM peak is in the bright lesion
+    at.button(key="sanity_run").click().run()
+    assert not _errors(at)
+    verdicts = [_shown(x.value) for x in (*at.success, *at.warning) if "learned" in _shown(x.value)]
+    assert verdicts, "no sanity verdict on the page"
+
+
+@pytest.fixture(scope="module")
+def cohort_run(tmp_path_factory):
+    """A finished cohort run written by the batch code (in process: same worker, no Ray), with one failed case."""
+    import shutil
+
+    from explain.batch import CaseWorker, Choices, _append, case_key, read_cases
+
+    root = tmp_path_factory.mktemp("runs")
+    cases = root / "cases"
+    cases.mkdir()
+    shutil.copy(SAMPLE / "case_brain" / "t1_lesions.nii.gz", cases / "brain.nii.gz")
+    (cases / "broken.nii.gz").write_bytes(b"\x1f\x8b not a volume")
+    spec = {"path": str(SAMPLE / "models" / "cnn.pt2"), "options": {}}
+    choices = Choices(("gradcam", "layercam"), (), "2")
+    out = root / "runs" / "first run"
+    worker = CaseWorker(spec, str(out), "cpu", 2)
+    for case in read_cases(cases):
+        _append(out, worker.run(case, case_key(case, worker.model.identity, choices), choices))
+    (out / "batch.json").write_text(json.dumps({"model": spec, "choices": {}}))
+    return root / "runs"
+
+
+def test_worklist_opens_a_case_with_its_maps(tmp_path, monkeypatch, cohort_run):
+    at = _app(tmp_path, monkeypatch, CAMVIEWER_BATCH_DIR=cohort_run)
+    at.sidebar.radio(key="volume_source").set_value("Worklist (cohort run)").run()
+    assert not at.exception
+    at.sidebar.selectbox(key="worklist_sort").set_value("status").run()
+    options = at.selectbox(key="worklist_open").options
+    assert len(options) == 3 and "broken" in options[0] and "(failed)" in options[0]  # sorted: failed before ok
+    at.selectbox(key="worklist_open").select_index(2).run()  # brain · layercam · dark lesion
+    assert not _errors(at)
+    assert _title(at) == "LayerCAM · features.block3 · dark lesion"
+    _agree(at)
+    at.selectbox(key="worklist_open").select_index(0).run()
+    assert "failed in the cohort run" in _errors(at)

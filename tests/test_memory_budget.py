@@ -2,7 +2,7 @@
 
 Each attack runs in a fresh Python process with CAMVIEWER_MAX_BYTES set; the child
 tries to load the file, expects a one-sentence refusal, and reports its peak RSS
-(`ru_maxrss`, which includes the interpreter and torch themselves: about 0.4 GiB).
+(`VmHWM`, which includes the interpreter and torch themselves: about 0.4 GiB).
 Before the fix, the 1.9 GiB gzip bomb peaked at 4.2 GB under a 2 GiB budget.
 """
 
@@ -18,7 +18,7 @@ from tests import hostile
 from tests.conftest import ROOT
 
 CHILD = """
-import json, resource, sys
+import json, sys
 from explain.errors import InputError
 kind, path = sys.argv[1], sys.argv[2]
 try:
@@ -31,7 +31,9 @@ try:
     outcome = "loaded"
 except InputError as e:
     outcome = "refused: " + str(e)
-print(json.dumps({"outcome": outcome, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+# VmHWM: this address space's peak RSS (ru_maxrss would include the parent's size at fork)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"outcome": outcome, "peak": int(hwm.split()[1]) * 1024}))
 """
 
 
