@@ -248,8 +248,8 @@ def describe_model(model) -> None:
 
 def open_from_worklist(errors: list[str]):
     """A cohort run's table; the row picked opens its case and model, and sets its method, layer and class once."""
-    from explain.batch import NUMERIC, WORKLIST_COLUMNS, batch_model, list_batches, worklist
     from explain.models import apply_card
+    from explain.worklist import NUMERIC, WORKLIST_COLUMNS, batch_model, list_batches, worklist
     from viewer.panels import worklist_panel
 
     runs = list_batches(BATCH_DIR)

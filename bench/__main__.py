@@ -3,6 +3,7 @@
 python -m bench                      # CAM engine on CPU (and GPU if present)
 python -m bench --models vit-96      # a subset
 python -m bench --viewer             # also the browser scrubbing benchmark
+python -m bench --batch              # also cohort runs against a CLI loop, and the cohort table
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(cam_speed.MODELS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--viewer", action="store_true", help="also run the browser scrubbing benchmark")
+    parser.add_argument("--batch", action="store_true", help="also time cohort runs against a CLI loop")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -53,6 +55,12 @@ def main() -> None:
         print(body)
         if not args.no_docs:
             replace_section(f"cam-speed-{device}", body)
+    if args.batch:
+        from bench import batch_speed
+
+        body = batch_speed.main()
+        if not args.no_docs:
+            replace_section("batch-speed", body)
     if args.viewer:
         from bench import viewer_speed
 

@@ -34,6 +34,7 @@ import torch
 
 from explain.errors import InputError
 from explain.limits import check_bytes, mib
+from explain.pt2_graph import check_program
 
 CARD_FILE = "model_card.json"
 MAX_MEMBERS = 20_000
@@ -48,36 +49,6 @@ _FIXED = {"archive_format", "archive_version", "byteorder", ".data/version", ".d
 _WEIGHT = re.compile(r"^data/weights/weight_\d+$")
 _TENSOR_CONSTANT = re.compile(r"^data/constants/tensor_\d+$")
 _EXTRA = re.compile(r"^extra/[A-Za-z0-9_.-]{1,100}$")
-_ATEN_TARGET = re.compile(r"^torch\.ops\.aten\.([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)$")
-_SYMBOLIC_KEYS = {
-    "as_expr",
-    "as_sym_int",
-    "as_sym_ints",
-    "as_sym_bool",
-    "as_sym_bools",
-    "as_sym_float",
-    "as_sym_floats",
-    "as_custom_obj",
-    "as_graph",
-    "as_optional_sym_ints",
-}
-# String arguments that select a mode; any other string argument (a file name, free text) refuses the op.
-_BENIGN_STRING_ARGS = {
-    "approximate",
-    "rounding_mode",
-    "mode",
-    "pad_mode",
-    "padding",
-    "padding_side",
-    "indexing",
-    "reduce",
-    "side",
-    "norm",
-    "UPLO",
-    "driver",
-    "equation",
-}
-_DENIED_OPS = {"from_file", "_print", "save", "load"}
 _ALLOWED_DTYPES = {
     torch.float32,
     torch.float16,
@@ -115,7 +86,7 @@ def read_pt2(data: bytes | str, name: str) -> Pt2Program:
             archive, members, "data/constants/model_constants_config.json", _TENSOR_CONSTANT, "constant", name
         )
         card_text = _extra_card(archive, members, name)
-    _check_program(model_json, name)
+    check_program(model_json, name)
     shape = _input_shape(model_json, name)
     program = _deserialise(model_json, weights, constants, name)
     return Pt2Program(program, card_text, shape)
@@ -309,80 +280,6 @@ def _extent(sizes: list[int], strides: list[int], offset: int) -> int:
     if _count(sizes) == 0:
         return 0
     return offset + sum((s - 1) * st for s, st in zip(sizes, strides)) + 1
-
-
-# ----------------------------------------------------------------------------- graph
-
-
-def _check_program(doc: Any, name: str) -> None:
-    if not isinstance(doc, dict) or not isinstance(doc.get("graph_module"), dict):
-        raise InputError(f"{name}: models/model.json is not an exported program")
-    if doc.get("guards_code"):
-        raise InputError(f"{name}: refused, the program carries guard code, which would be run as Python")
-    if doc.get("range_constraints"):
-        raise InputError(f"{name}: refused, the program has dynamic shapes; export it with static shapes")
-    graph = doc["graph_module"].get("graph")
-    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
-        raise InputError(f"{name}: models/model.json has no graph")
-    for key in ("sym_int_values", "sym_bool_values", "sym_float_values", "custom_obj_values"):
-        if graph.get(key):
-            raise InputError(f"{name}: refused, the program uses symbolic values or custom objects")
-    _refuse_symbolic(graph, name)
-    for node in graph["nodes"]:
-        target = node.get("target") if isinstance(node, dict) else None
-        _check_target(target, name)
-        # Metadata is for debugging; some of it is resolved by name on load. Keep only what unflatten needs.
-        meta = node.get("metadata")
-        node["metadata"] = {k: v for k, v in meta.items() if k == "nn_module_stack"} if isinstance(meta, dict) else {}
-
-
-def _refuse_symbolic(value: Any, name: str) -> None:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            hit = _SYMBOLIC_KEYS.intersection(item)
-            if hit:
-                raise InputError(
-                    f"{name}: refused, the program holds {sorted(hit)[0]} (symbolic shapes or subgraphs); "
-                    "export it with static shapes and plain operators"
-                )
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-
-
-_OP_VERDICTS: dict[str, str | None] = {}
-
-
-def _check_target(target: Any, name: str) -> None:
-    if not isinstance(target, str):
-        raise InputError(f"{name}: a graph node has no operator name")
-    if target not in _OP_VERDICTS:
-        _OP_VERDICTS[target] = _op_problem(target)
-    problem = _OP_VERDICTS[target]
-    if problem:
-        raise InputError(f"{name}: refused, the graph calls {target[:120]!r}, {problem}")
-
-
-def _op_problem(target: str) -> str | None:
-    match = _ATEN_TARGET.match(target)
-    if not match:
-        return "which is not a plain torch.ops.aten operator"
-    op, overload = match.groups()
-    if op in _DENIED_OPS:
-        return "which reads or writes files"
-    try:
-        schema = getattr(getattr(torch.ops.aten, op), overload)._schema
-    except (AttributeError, RuntimeError):
-        return "which this version of torch does not have"
-    for arg in schema.arguments:
-        kind = str(arg.type)
-        if "__torch__" in kind:
-            return "which takes a custom object"
-        if "str" in kind and arg.name not in _BENIGN_STRING_ARGS:
-            return f"which takes a free-text argument ({arg.name})"
-    return None
 
 
 def _input_shape(doc: dict, name: str) -> tuple[int, ...]:

@@ -191,7 +191,10 @@ def test_zip_pair_problems_are_named(tmp_path):
     neither = tmp_path / "neither.zip"
     with zipfile.ZipFile(neither, "w") as z:
         z.writestr("readme.txt", "hello")
-    with pytest.raises(InputError, match=r"^neither\.zip: holds neither DICOM files, an Analyze/NIfTI .hdr/.img pair nor an NRRD header"):
+    with pytest.raises(
+        InputError,
+        match=r"^neither\.zip: holds neither DICOM files, an Analyze/NIfTI .hdr/.img pair nor an NRRD header",
+    ):
         load_volume(neither)
 
 
