@@ -1,0 +1,178 @@
+// Compose one pane's image: windowed anatomy, the map resampled trilinearly from its own grid, and the mask.
+//
+// One output pixel per anatomy voxel of the slice (the pane then scales that image on the GPU compositor),
+// written as packed RGBA into a Uint32Array. The anatomy is read with strides (sliceWalk); the map and the
+// mask with their own voxel coordinates, which are linear along a row (gridWalk), so each pixel costs a few
+// additions. Rows are clipped to the part of the map's box they cross, so a small map costs little.
+// Kept free of DOM and allocation per call: a slice step must stay within a few milliseconds.
+
+/** Columns [from, to] of row r whose grid coordinates lie inside [-0.5, n - 0.5] on every axis. */
+function insideColumns(grid, dims, r, width) {
+  let from = 0;
+  let to = width - 1;
+  for (let a = 0; a < 3; a++) {
+    const p = grid.m0[a] + r * grid.my[a];
+    const q = grid.mx[a];
+    const lo = -0.5;
+    const hi = dims[a] - 0.5;
+    if (Math.abs(q) < 1e-12) {
+      if (p < lo || p > hi) return null;
+      continue;
+    }
+    let c0 = (lo - p) / q;
+    let c1 = (hi - p) / q;
+    if (c0 > c1) [c0, c1] = [c1, c0];
+    from = Math.max(from, Math.ceil(c0 - 1e-9));
+    to = Math.min(to, Math.floor(c1 + 1e-9));
+  }
+  return from <= to ? [from, to] : null;
+}
+
+/** Trilinear value of a uint8 grid at continuous voxel coordinates (clamped to the edge voxels). */
+export function sampleTrilinear(data, dims, m) {
+  const [n0, n1, n2] = dims;
+  const x = Math.min(Math.max(m[0], 0), n0 - 1);
+  const y = Math.min(Math.max(m[1], 0), n1 - 1);
+  const z = Math.min(Math.max(m[2], 0), n2 - 1);
+  const x0 = Math.floor(x);
+  const y0 = Math.floor(y);
+  const z0 = Math.floor(z);
+  const fx = x - x0;
+  const fy = y - y0;
+  const fz = z - z0;
+  const i = x0 + n0 * (y0 + n1 * z0);
+  const ox = x0 < n0 - 1 ? 1 : 0;
+  const oy = y0 < n1 - 1 ? n0 : 0;
+  const oz = z0 < n2 - 1 ? n0 * n1 : 0;
+  const c00 = data[i] + (data[i + ox] - data[i]) * fx;
+  const c10 = data[i + oy] + (data[i + oy + ox] - data[i + oy]) * fx;
+  const c01 = data[i + oz] + (data[i + oz + ox] - data[i + oz]) * fx;
+  const c11 = data[i + oz + oy] + (data[i + oz + oy + ox] - data[i + oz + oy]) * fx;
+  const c0 = c00 + (c10 - c00) * fy;
+  const c1 = c01 + (c11 - c01) * fy;
+  return c0 + (c1 - c0) * fz;
+}
+
+/** Whether continuous voxel coordinates fall inside a grid of `dims` (voxel boxes, so +-0.5 at the edges). */
+export function insideGrid(dims, m) {
+  return m.every((v, a) => v >= -0.5 && v <= dims[a] - 0.5);
+}
+
+/** Nearest voxel value of a grid (0 outside). */
+export function sampleNearest(data, dims, m) {
+  if (!insideGrid(dims, m)) return 0;
+  const [i, j, k] = m.map((v, a) => Math.min(dims[a] - 1, Math.max(0, Math.round(v))));
+  return data[i + dims[0] * (j + dims[1] * k)];
+}
+
+/**
+ * Fill `out` (Uint32Array, width * height, RGBA little-endian) for one slice.
+ * anatomy: {data, walk: {base, dx, dy}, gain, bias}  grey = clamp(value * gain + bias, 0, 255)
+ * map:     null | {data (uint8), dims, grid, lut (Uint8Array 768), alpha (0..1), threshold (0..255)}
+ * mask:    null | {data (uint8), dims, grid, colours (Uint8Array 768), alpha, outline, binaryAt (null | 0..255)}
+ * labels:  scratch Uint8Array(width * height) reused between calls (mask only).
+ */
+export function composeSlice(out, width, height, anatomy, map, mask, labels) {
+  const { data: vol, gain, bias } = anatomy;
+  const { base, dx, dy } = anatomy.walk;
+  for (let r = 0, p = 0; r < height; r++) {
+    let idx = base + r * dy;
+    for (let c = 0; c < width; c++, p++, idx += dx) {
+      let g = vol[idx] * gain + bias;
+      g = g <= 0 ? 0 : g >= 255 ? 255 : g | 0;
+      out[p] = 0xff000000 | (g << 16) | (g << 8) | g;
+    }
+  }
+  if (map) overlayMap(out, width, height, map);
+  if (mask) overlayMask(out, width, height, mask, labels);
+}
+
+function overlayMap(out, width, height, map) {
+  const { data, dims, grid, lut, alpha, threshold } = map;
+  const [n0, n1, n2] = dims;
+  const n01 = n0 * n1;
+  const max0 = n0 - 1;
+  const max1 = n1 - 1;
+  const max2 = n2 - 1;
+  const [ax, ay, az] = grid.mx;
+  const keep = 1 - alpha;
+  for (let r = 0; r < height; r++) {
+    const span = insideColumns(grid, dims, r, width);
+    if (!span) continue;
+    const [from, to] = span;
+    let x = grid.m0[0] + r * grid.my[0] + from * ax;
+    let y = grid.m0[1] + r * grid.my[1] + from * ay;
+    let z = grid.m0[2] + r * grid.my[2] + from * az;
+    for (let c = from, p = r * width + from; c <= to; c++, p++, x += ax, y += ay, z += az) {
+      const cx = x < 0 ? 0 : x > max0 ? max0 : x;
+      const cy = y < 0 ? 0 : y > max1 ? max1 : y;
+      const cz = z < 0 ? 0 : z > max2 ? max2 : z;
+      const x0 = cx | 0;
+      const y0 = cy | 0;
+      const z0 = cz | 0;
+      const fx = cx - x0;
+      const fy = cy - y0;
+      const fz = cz - z0;
+      const i = x0 + n0 * y0 + n01 * z0;
+      const ox = x0 < max0 ? 1 : 0;
+      const oy = y0 < max1 ? n0 : 0;
+      const oz = z0 < max2 ? n01 : 0;
+      const a = data[i];
+      const c00 = a + (data[i + ox] - a) * fx;
+      const b = data[i + oy];
+      const c10 = b + (data[i + oy + ox] - b) * fx;
+      const d = data[i + oz];
+      const c01 = d + (data[i + oz + ox] - d) * fx;
+      const e = data[i + oz + oy];
+      const c11 = e + (data[i + oz + oy + ox] - e) * fx;
+      const c0 = c00 + (c10 - c00) * fy;
+      const value = c0 + (c01 + (c11 - c01) * fy - c0) * fz;
+      if (value < threshold) continue;
+      const q = ((value + 0.5) | 0) * 3;
+      const grey = out[p] & 0xff;
+      const base = grey * keep;
+      const red = (base + lut[q] * alpha) | 0;
+      const green = (base + lut[q + 1] * alpha) | 0;
+      const blue = (base + lut[q + 2] * alpha) | 0;
+      out[p] = 0xff000000 | (blue << 16) | (green << 8) | red;
+    }
+  }
+}
+
+function overlayMask(out, width, height, mask, labels) {
+  const { data, dims, grid, colours, alpha, outline, binaryAt } = mask;
+  const [n0, n1] = dims;
+  labels.fill(0, 0, width * height);
+  for (let r = 0; r < height; r++) {
+    const span = insideColumns(grid, dims, r, width);
+    if (!span) continue;
+    const [from, to] = span;
+    for (let c = from, p = r * width + from; c <= to; c++, p++) {
+      const i = Math.round(grid.m0[0] + r * grid.my[0] + c * grid.mx[0]);
+      const j = Math.round(grid.m0[1] + r * grid.my[1] + c * grid.mx[1]);
+      const k = Math.round(grid.m0[2] + r * grid.my[2] + c * grid.mx[2]);
+      const v = data[Math.min(i, n0 - 1) + n0 * (Math.min(j, n1 - 1) + n1 * Math.min(k, dims[2] - 1))];
+      labels[p] = binaryAt === null ? v : v >= binaryAt ? 1 : 0;
+    }
+  }
+  const keep = 1 - alpha;
+  for (let r = 0, p = 0; r < height; r++) {
+    for (let c = 0; c < width; c++, p++) {
+      const label = labels[p];
+      if (!label) continue;
+      const q = label * 3;
+      if (outline) {
+        const edge =
+          c === 0 || r === 0 || c === width - 1 || r === height - 1 ||
+          labels[p - 1] !== label || labels[p + 1] !== label || labels[p - width] !== label || labels[p + width] !== label;
+        if (edge) out[p] = 0xff000000 | (colours[q + 2] << 16) | (colours[q + 1] << 8) | colours[q];
+      } else {
+        const px = out[p];
+        const red = ((px & 0xff) * keep + colours[q] * alpha) | 0;
+        const green = (((px >> 8) & 0xff) * keep + colours[q + 1] * alpha) | 0;
+        const blue = (((px >> 16) & 0xff) * keep + colours[q + 2] * alpha) | 0;
+        out[p] = 0xff000000 | (blue << 16) | (green << 8) | red;
+      }
+    }
+  }
+}
