@@ -40,15 +40,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free loopback port; yields its URL; always stops it."""
+def streamlit_server(env: dict[str, str] | None = None, timeout: float = 120, script: str = "app.py") -> Iterator[str]:
+    """Run `streamlit run <script>` (app.py, or bench/viewer_demo.py) on a free loopback port; yields its URL."""
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "app.py"),
+        str(ROOT / script),
         "--server.port",
         str(port),
         "--server.address",
@@ -102,7 +102,7 @@ def chromium_page(width: int = 1500, height: int = 1100):
 
 
 def wait_ready(page, version: str | None = None, timeout_ms: int = 180_000) -> None:
-    """Wait until the slice viewer has its arrays and has drawn (optionally a given volume version)."""
+    """LEGACY viewer (viewer.component.legacy, app.py until it moves): wait until it has drawn."""
     condition = "() => window.__camviewer && window.__camviewer.ready"
     if version:
         condition = (
@@ -111,7 +111,7 @@ def wait_ready(page, version: str | None = None, timeout_ms: int = 180_000) -> N
     page.wait_for_function(condition, timeout=timeout_ms)
 
 
-# Scrub N slices in the active (axial) view by keyboard; per step: handler + the next animation frame.
+# LEGACY viewer: scrub N slices in the active (axial) view by keyboard; per step: handler + the next frame.
 SCRUB_JS = """
 async (steps) => {
   const root = document.querySelector('[data-testid="cv-root"]');

@@ -14,6 +14,7 @@ Query parameters:
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import sys
@@ -75,7 +76,7 @@ def permuted_anatomy():
     """The sample's voxels stored in another order (S, L, P axes) with the matching affine: must look the same."""
     import nibabel as nib
 
-    image = nib.Nifti1Image.from_bytes(sample_case()["raw"])
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(sample_case()["raw"]))
     voxels = np.asarray(image.dataobj)[::-1, ::-1, :].transpose(2, 0, 1)
     n0, n1 = voxels.shape[1] - 1, voxels.shape[2] - 1
     flip = np.array([[-1, 0, 0, n0], [0, -1, 0, n1], [0, 0, 1, 0], [0, 0, 0, 1]])
@@ -98,9 +99,9 @@ def sample_maps(_anatomy_affine: np.ndarray, shape, _lesions: list) -> list[tupl
 def simulate_engine(key: str, title: str, values: np.ndarray, affine: np.ndarray, fail: bool) -> None:
     """Stand-in for the engine: stages a few hundred ms apart, then the map (or a failure)."""
     for stage in ("forward", "gradients", "mapping"):
-        time.sleep(0.6)
+        time.sleep(0.8)
         write_status(STATIC, key, stage, message="(demo)")
-    time.sleep(0.6)
+    time.sleep(0.8)
     if fail:
         write_status(STATIC, key, "failed", message="The demo engine was told to fail.")
         return

@@ -1,0 +1,79 @@
+// Slice composition: grey levels, the map resampled trilinearly from its own grid, threshold, mask outline.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { composeSlice, sampleTrilinear } from "../../viewer/component/js/compose.js";
+import { gridWalk, invert4, planeLayout, sliceWalk, volumeGeometry } from "../../viewer/component/js/geometry.js";
+
+const ID = [
+  [1, 0, 0, 0],
+  [0, 1, 0, 0],
+  [0, 0, 1, 0],
+  [0, 0, 0, 1],
+];
+const rgb = (px) => [px & 0xff, (px >> 8) & 0xff, (px >> 16) & 0xff];
+
+function setup() {
+  const geom = volumeGeometry([8, 8, 8], ID);
+  const data = new Int16Array(512).map((_, n) => n % 8); // value = i
+  const layout = planeLayout(geom, "axial", false); // neurological: column c = voxel i, row r = voxel 7 - j
+  const walk = sliceWalk(geom, layout, 4);
+  return { geom, data, layout, walk };
+}
+
+test("anatomy grey levels follow the window", () => {
+  const { data, walk } = setup();
+  const out = new Uint32Array(64);
+  composeSlice(out, 8, 8, { data, walk, gain: 255 / 7, bias: 0 }, null, null, null);
+  for (let c = 0; c < 8; c++) assert.deepEqual(rgb(out[c]), Array(3).fill(Math.floor((c * 255) / 7)));
+});
+
+test("the map is sampled trilinearly through its own affine, above the threshold only", () => {
+  const { geom, data, walk } = setup();
+  // A 4x4x4 map of 2 mm voxels, voxel centres at world 0.5, 2.5, ...: one hot voxel (1, 2, 2) = world (2.5, 4.5, 4.5).
+  const mapAffine = [
+    [2, 0, 0, 0.5],
+    [0, 2, 0, 0.5],
+    [0, 0, 2, 0.5],
+    [0, 0, 0, 1],
+  ];
+  const map = new Uint8Array(64);
+  map[1 + 4 * 2 + 16 * 2] = 255;
+  const lut = new Uint8Array(768).fill(0);
+  for (let q = 0; q < 256; q++) lut[3 * q] = 255; // pure red
+  const grid = gridWalk(geom, walk, invert4(mapAffine));
+  const out = new Uint32Array(64);
+  composeSlice(out, 8, 8, { data, walk, gain: 0, bias: 0 }, { data: map, dims: [4, 4, 4], grid, lut, alpha: 1, threshold: 100 }, null, null);
+  // Expected by hand: pixel (c, r) is voxel (c, 7 - r, 4) = world (c, 7 - r, 4); map coords ((c - 0.5) / 2, ...).
+  for (let r = 0; r < 8; r++) {
+    for (let c = 0; c < 8; c++) {
+      const m = [(c - 0.5) / 2, (7 - r - 0.5) / 2, (4 - 0.5) / 2];
+      const value = sampleTrilinear(map, [4, 4, 4], m);
+      const [red] = rgb(out[r * 8 + c]);
+      assert.equal(red, value >= 100 ? 255 : 0, `pixel ${c}, ${r}: map ${value}`);
+    }
+  }
+  // The hottest pixels are the two nearest the hot voxel's centre (world x 2.5 -> columns 2 and 3; y 4.5 -> rows 2, 3).
+  const hot = [...out.keys()].filter((p) => rgb(out[p])[0] === 255).map((p) => [p % 8, Math.floor(p / 8)]);
+  assert.ok(hot.length > 0 && hot.every(([c, r]) => c >= 1 && c <= 4 && r >= 1 && r <= 4), JSON.stringify(hot));
+  // Hand check of the interpolation itself: halfway between two voxels of 255 and 0 is 127.5.
+  const line = new Uint8Array([255, 0]);
+  assert.equal(sampleTrilinear(line, [2, 1, 1], [0.5, 0, 0]), 127.5);
+});
+
+test("mask outline marks the label's border, not its inside", () => {
+  const { geom, data, walk } = setup();
+  const labels = new Uint8Array(512);
+  for (let i = 2; i <= 4; i++) for (let j = 2; j <= 4; j++) labels[i + 8 * j + 64 * 4] = 1;
+  const colours = new Uint8Array(768);
+  colours.set([0, 255, 0], 3);
+  const grid = gridWalk(geom, walk, invert4(ID));
+  const out = new Uint32Array(64);
+  const scratch = new Uint8Array(64);
+  composeSlice(out, 8, 8, { data, walk, gain: 0, bias: 0 }, null, { data: labels, dims: [8, 8, 8], grid, colours, alpha: 1, outline: true, binaryAt: null }, scratch);
+  const green = (c, r) => rgb(out[r * 8 + c])[1] === 255;
+  // voxel (i, j) is at column i, row 7 - j: the square covers columns 2..4, rows 3..5.
+  assert.ok(green(2, 3) && green(4, 5) && green(3, 3));
+  assert.ok(!green(3, 4), "the centre of the square is not outlined");
+  assert.ok(!green(1, 4) && !green(5, 4), "outside stays untouched");
+});
