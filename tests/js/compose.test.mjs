@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { composeSlice, sampleTrilinear } from "../../viewer/component/js/compose.js";
+import { composeSlice, greyTable, sampleTrilinear } from "../../viewer/component/js/compose.js";
 import { gridWalk, invert4, planeLayout, sliceWalk, volumeGeometry } from "../../viewer/component/js/geometry.js";
 
 const ID = [
@@ -21,11 +21,14 @@ function setup() {
   return { geom, data, layout, walk };
 }
 
-test("anatomy grey levels follow the window", () => {
+test("anatomy grey levels follow the window, with or without the integer lookup table", () => {
   const { data, walk } = setup();
-  const out = new Uint32Array(64);
-  composeSlice(out, 8, 8, { data, walk, gain: 255 / 7, bias: 0 }, null, null, null);
-  for (let c = 0; c < 8; c++) assert.deepEqual(rgb(out[c]), Array(3).fill(Math.floor((c * 255) / 7)));
+  for (const table of [null, greyTable(data, 255 / 7, 0)]) {
+    const out = new Uint32Array(64);
+    composeSlice(out, 8, 8, { data, walk, gain: 255 / 7, bias: 0, lut: table?.lut, lutOffset: table?.offset }, null, null, null);
+    for (let c = 0; c < 8; c++) assert.deepEqual(rgb(out[c]), Array(3).fill(Math.floor((c * 255) / 7)));
+  }
+  assert.equal(greyTable(new Float32Array(1), 1, 0), null);
 });
 
 test("the map is sampled trilinearly through its own affine, above the threshold only", () => {
@@ -76,4 +79,37 @@ test("mask outline marks the label's border, not its inside", () => {
   assert.ok(green(2, 3) && green(4, 5) && green(3, 3));
   assert.ok(!green(3, 4), "the centre of the square is not outlined");
   assert.ok(!green(1, 4) && !green(5, 4), "outside stays untouched");
+  // The general (oblique) path agrees with the axis-aligned one.
+  const skewed = { ...grid, mx: grid.mx.map((v) => v || 1e-9) };
+  const again = new Uint32Array(64);
+  composeSlice(again, 8, 8, { data, walk, gain: 0, bias: 0 }, null, { data: labels, dims: [8, 8, 8], grid: skewed, colours, alpha: 1, outline: true, binaryAt: null }, scratch);
+  assert.deepEqual(Array.from(again), Array.from(out));
+});
+
+test("the separable path (axis-aligned grids) gives the same image as full trilinear", () => {
+  const geom = volumeGeometry([40, 30, 20], ID);
+  const data = new Int16Array(40 * 30 * 20).fill(100);
+  const map = Uint8Array.from({ length: 7 * 6 * 5 }, (_, n) => (n * 37) % 256);
+  const mapAffine = [
+    [6.1, 0, 0, -2],
+    [0, 5.2, 0, 1],
+    [0, 0, 4.3, 0.5],
+    [0, 0, 0, 1],
+  ];
+  const lut = Uint8Array.from({ length: 768 }, (_, n) => n % 256);
+  for (const plane of geom.planes) {
+    const layout = planeLayout(geom, plane, true);
+    const walk = sliceWalk(geom, layout, 7);
+    const grid = gridWalk(geom, walk, invert4(mapAffine));
+    const skewed = { ...grid, mx: grid.mx.map((v, a) => (Math.abs(v) > 0 ? v : 1e-8 * (a + 1))) }; // forces the general path
+    const run = (g) => {
+      const out = new Uint32Array(layout.width * layout.height);
+      composeSlice(out, layout.width, layout.height, { data, walk, gain: 1, bias: 0 }, { data: map, dims: [7, 6, 5], grid: g, lut, alpha: 0.7, threshold: 30 }, null, null);
+      return out;
+    };
+    const [fast, slow] = [run(grid), run(skewed)];
+    let worst = 0;
+    for (let p = 0; p < fast.length; p++) for (const shift of [0, 8, 16]) worst = Math.max(worst, Math.abs(((fast[p] >> shift) & 0xff) - ((slow[p] >> shift) & 0xff)));
+    assert.ok(worst <= 1, `${plane}: colours differ by ${worst}`);
+  }
 });

@@ -67,14 +67,42 @@ export function sampleNearest(data, dims, m) {
 
 /**
  * Fill `out` (Uint32Array, width * height, RGBA little-endian) for one slice.
- * anatomy: {data, walk: {base, dx, dy}, gain, bias}  grey = clamp(value * gain + bias, 0, 255)
+ * anatomy: {data, walk: {base, dx, dy}, gain, bias, lut?, lutOffset?}  grey = clamp(value * gain + bias, 0, 255);
+ *          for 8/16-bit integer data, `lut` (Uint32Array of packed grey pixels) indexed by value + lutOffset.
  * map:     null | {data (uint8), dims, grid, lut (Uint8Array 768), alpha (0..1), threshold (0..255)}
  * mask:    null | {data (uint8), dims, grid, colours (Uint8Array 768), alpha, outline, binaryAt (null | 0..255)}
  * labels:  scratch Uint8Array(width * height) reused between calls (mask only).
  */
 export function composeSlice(out, width, height, anatomy, map, mask, labels) {
-  const { data: vol, gain, bias } = anatomy;
+  const { data: vol, gain, bias, lut } = anatomy;
   const { base, dx, dy } = anatomy.walk;
+  if (lut) {
+    const offset = anatomy.lutOffset;
+    for (let r = 0, p = 0; r < height; r++) {
+      for (let c = 0, idx = base + r * dy; c < width; c++, p++, idx += dx) out[p] = lut[vol[idx] + offset];
+    }
+  } else {
+    greyArithmetic(out, width, height, vol, base, dx, dy, gain, bias);
+  }
+  if (map) overlayMap(out, width, height, map);
+  if (mask) overlayMask(out, width, height, mask, labels);
+}
+
+/** Packed grey pixels for every value of 8/16-bit integer data: {lut, offset}, or null for other types. */
+export function greyTable(data, gain, bias) {
+  const range = { Int16Array: [-32768, 65536], Uint16Array: [0, 65536], Uint8Array: [0, 256], Int8Array: [-128, 256] }[data.constructor.name];
+  if (!range) return null;
+  const [first, count] = range;
+  const lut = new Uint32Array(count);
+  for (let n = 0; n < count; n++) {
+    let g = (first + n) * gain + bias;
+    g = g <= 0 ? 0 : g >= 255 ? 255 : g | 0;
+    lut[n] = 0xff000000 | (g << 16) | (g << 8) | g;
+  }
+  return { lut, offset: -first };
+}
+
+function greyArithmetic(out, width, height, vol, base, dx, dy, gain, bias) {
   for (let r = 0, p = 0; r < height; r++) {
     let idx = base + r * dy;
     for (let c = 0; c < width; c++, p++, idx += dx) {
@@ -83,11 +111,109 @@ export function composeSlice(out, width, height, anatomy, map, mask, labels) {
       out[p] = 0xff000000 | (g << 16) | (g << 8) | g;
     }
   }
-  if (map) overlayMap(out, width, height, map);
-  if (mask) overlayMask(out, width, height, mask, labels);
+}
+
+/**
+ * When a pane's columns run along one axis of the other grid and its rows along another (any axis-aligned
+ * pair of affines: the usual case), return those axes; trilinear sampling is then separable.
+ */
+function alignedAxes(grid) {
+  const along = (v) => {
+    const axes = [0, 1, 2].filter((a) => Math.abs(v[a]) > 1e-9);
+    return axes.length === 1 ? axes[0] : -1;
+  };
+  const a = along(grid.mx);
+  const b = along(grid.my);
+  return a >= 0 && b >= 0 && a !== b ? { a, b, c: 3 - a - b } : null;
+}
+
+// Scratch buffers reused across calls (a slice step allocates nothing).
+let columnIndex = new Int32Array(0);
+let columnNext = new Int32Array(0);
+let columnWeight = new Float32Array(0);
+let rowValues = new Float32Array(0);
+
+function scratch(width, along) {
+  if (columnIndex.length < width) {
+    columnIndex = new Int32Array(width);
+    columnNext = new Int32Array(width);
+    columnWeight = new Float32Array(width);
+  }
+  if (rowValues.length < along) rowValues = new Float32Array(along);
+}
+
+/** Index, next index and weight of a clamped linear coordinate (voxel centres at integers). */
+function split(v, n) {
+  const x = v < 0 ? 0 : v > n - 1 ? n - 1 : v;
+  const i = Math.floor(x);
+  return [i, i < n - 1 ? i + 1 : i, x - i];
 }
 
 function overlayMap(out, width, height, map) {
+  const aligned = alignedAxes(map.grid);
+  if (aligned) overlayMapAligned(out, width, height, map, aligned);
+  else overlayMapGeneral(out, width, height, map);
+}
+
+/** Blend one pixel with the colour of map value `value` (0..255). */
+function tint(out, p, value, lut, alpha, keep) {
+  const q = ((value + 0.5) | 0) * 3;
+  const base = (out[p] & 0xff) * keep;
+  out[p] = 0xff000000 | (((base + lut[q + 2] * alpha) | 0) << 16) | (((base + lut[q + 1] * alpha) | 0) << 8) | ((base + lut[q] * alpha) | 0);
+}
+
+/**
+ * Separable trilinear: the coordinate across the pane is constant, the one down the rows depends on the row
+ * only, the one along the row on the column only. Per row, the map's values along the row axis are
+ * interpolated once (a few dozen values); per pixel it is then one linear interpolation.
+ */
+function overlayMapAligned(out, width, height, map, { a, b, c }) {
+  const { data, dims, grid, lut, alpha, threshold } = map;
+  const strides = [1, dims[0], dims[0] * dims[1]];
+  const inside = (v, n) => v >= -0.5 && v <= n - 0.5;
+  const depth = grid.m0[c];
+  if (!inside(depth, dims[c])) return;
+  const [z0, z1, fz] = split(depth, dims[c]);
+  scratch(width, dims[a]);
+  let first = width;
+  let last = -1;
+  for (let col = 0; col < width; col++) {
+    const v = grid.m0[a] + col * grid.mx[a];
+    if (!inside(v, dims[a])) continue;
+    first = Math.min(first, col);
+    last = col;
+    const [i0, i1, f] = split(v, dims[a]);
+    columnIndex[col] = i0;
+    columnNext[col] = i1;
+    columnWeight[col] = f;
+  }
+  const keep = 1 - alpha;
+  const sa = strides[a];
+  const sz0 = z0 * strides[c];
+  const sz1 = z1 * strides[c];
+  for (let r = 0; r < height; r++) {
+    const v = grid.m0[b] + r * grid.my[b];
+    if (!inside(v, dims[b])) continue;
+    const [y0, y1, fy] = split(v, dims[b]);
+    const p00 = y0 * strides[b] + sz0;
+    const p10 = y1 * strides[b] + sz0;
+    const p01 = y0 * strides[b] + sz1;
+    const p11 = y1 * strides[b] + sz1;
+    for (let i = 0, o = 0; i < dims[a]; i++, o += sa) {
+      const near = data[o + p00] + (data[o + p10] - data[o + p00]) * fy;
+      const far = data[o + p01] + (data[o + p11] - data[o + p01]) * fy;
+      rowValues[i] = near + (far - near) * fz;
+    }
+    for (let col = first, p = r * width + first; col <= last; col++, p++) {
+      const lo = rowValues[columnIndex[col]];
+      const value = lo + (rowValues[columnNext[col]] - lo) * columnWeight[col];
+      if (value >= threshold) tint(out, p, value, lut, alpha, keep);
+    }
+  }
+}
+
+/** Any pair of affines (oblique): full trilinear per pixel, coordinates advanced by additions. */
+function overlayMapGeneral(out, width, height, map) {
   const { data, dims, grid, lut, alpha, threshold } = map;
   const [n0, n1, n2] = dims;
   const n01 = n0 * n1;
@@ -127,34 +253,68 @@ function overlayMap(out, width, height, map) {
       const c11 = e + (data[i + oz + oy + ox] - e) * fx;
       const c0 = c00 + (c10 - c00) * fy;
       const value = c0 + (c01 + (c11 - c01) * fy - c0) * fz;
-      if (value < threshold) continue;
-      const q = ((value + 0.5) | 0) * 3;
-      const grey = out[p] & 0xff;
-      const base = grey * keep;
-      const red = (base + lut[q] * alpha) | 0;
-      const green = (base + lut[q + 1] * alpha) | 0;
-      const blue = (base + lut[q + 2] * alpha) | 0;
-      out[p] = 0xff000000 | (blue << 16) | (green << 8) | red;
+      if (value >= threshold) tint(out, p, value, lut, alpha, keep);
+    }
+  }
+}
+
+/** Nearest-voxel labels of the mask along the pane's pixels (0 outside the mask's grid). */
+function sampleLabels(labels, width, height, mask) {
+  const { data, dims, grid, binaryAt } = mask;
+  const [n0, n1, n2] = dims;
+  const n01 = n0 * n1;
+  const strides = [1, n0, n01];
+  const nearest = (v, n) => Math.min(n - 1, Math.floor(v + 0.5));
+  const aligned = alignedAxes(grid);
+  labels.fill(0, 0, width * height);
+  if (aligned) {
+    const { a, b, c } = aligned;
+    const depth = grid.m0[c];
+    if (depth < -0.5 || depth > dims[c] - 0.5) return;
+    scratch(width, 0);
+    let first = width;
+    let last = -1;
+    for (let col = 0; col < width; col++) {
+      const v = grid.m0[a] + col * grid.mx[a];
+      if (v < -0.5 || v > dims[a] - 0.5) continue;
+      first = Math.min(first, col);
+      last = col;
+      columnIndex[col] = nearest(v, dims[a]) * strides[a];
+    }
+    const plane = nearest(depth, dims[c]) * strides[c];
+    for (let r = 0; r < height; r++) {
+      const v = grid.m0[b] + r * grid.my[b];
+      if (v < -0.5 || v > dims[b] - 0.5) continue;
+      const row = plane + nearest(v, dims[b]) * strides[b];
+      for (let col = first, p = r * width + first; col <= last; col++, p++) {
+        const value = data[row + columnIndex[col]];
+        labels[p] = binaryAt === null ? value : value >= binaryAt ? 1 : 0;
+      }
+    }
+    return;
+  }
+  const [ax, ay, az] = grid.mx;
+  for (let r = 0; r < height; r++) {
+    const span = insideColumns(grid, dims, r, width);
+    if (!span) continue;
+    const [from, to] = span;
+    // Nearest voxel: floor(x + 0.5), with x + 0.5 >= 0 inside the box (so `| 0` floors), clamped at the top.
+    let x = grid.m0[0] + r * grid.my[0] + from * ax + 0.5;
+    let y = grid.m0[1] + r * grid.my[1] + from * ay + 0.5;
+    let z = grid.m0[2] + r * grid.my[2] + from * az + 0.5;
+    for (let c = from, p = r * width + from; c <= to; c++, p++, x += ax, y += ay, z += az) {
+      const i = x | 0;
+      const j = y | 0;
+      const k = z | 0;
+      const v = data[(i < n0 ? i : n0 - 1) + n0 * (j < n1 ? j : n1 - 1) + n01 * (k < n2 ? k : n2 - 1)];
+      labels[p] = binaryAt === null ? v : v >= binaryAt ? 1 : 0;
     }
   }
 }
 
 function overlayMask(out, width, height, mask, labels) {
-  const { data, dims, grid, colours, alpha, outline, binaryAt } = mask;
-  const [n0, n1] = dims;
-  labels.fill(0, 0, width * height);
-  for (let r = 0; r < height; r++) {
-    const span = insideColumns(grid, dims, r, width);
-    if (!span) continue;
-    const [from, to] = span;
-    for (let c = from, p = r * width + from; c <= to; c++, p++) {
-      const i = Math.round(grid.m0[0] + r * grid.my[0] + c * grid.mx[0]);
-      const j = Math.round(grid.m0[1] + r * grid.my[1] + c * grid.mx[1]);
-      const k = Math.round(grid.m0[2] + r * grid.my[2] + c * grid.mx[2]);
-      const v = data[Math.min(i, n0 - 1) + n0 * (Math.min(j, n1 - 1) + n1 * Math.min(k, dims[2] - 1))];
-      labels[p] = binaryAt === null ? v : v >= binaryAt ? 1 : 0;
-    }
-  }
+  const { colours, alpha, outline } = mask;
+  sampleLabels(labels, width, height, mask);
   const keep = 1 - alpha;
   for (let r = 0, p = 0; r < height; r++) {
     for (let c = 0; c < width; c++, p++) {

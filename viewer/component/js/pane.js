@@ -118,19 +118,27 @@ export class Pane {
   }
 
   /** Crosshair at pixel coordinates (x, y) of the slice image (voxel centres are at c + 0.5). */
+  // The setters below write to the DOM only what changed: a slice step must not restyle every pane.
   setCrosshair(x, y) {
     this.cross = [x, y];
     const [sx, sy] = this.toStage(x, y);
-    this.vline.style.transform = `translateX(${Math.round(sx)}px)`;
-    this.hline.style.transform = `translateY(${Math.round(sy)}px)`;
+    const px = Math.round(sx);
+    const py = Math.round(sy);
+    if (px !== this.crossPx) this.vline.style.transform = `translateX(${(this.crossPx = px)}px)`;
+    if (py !== this.crossPy) this.hline.style.transform = `translateY(${(this.crossPy = py)}px)`;
   }
 
   showCrosshair(visible) {
+    if (visible === this.crossVisible) return;
+    this.crossVisible = visible;
     this.vline.hidden = !visible;
     this.hline.hidden = !visible;
   }
 
   setSliceText(index, count) {
+    if (index === this.shownIndex && count === this.shownCount) return;
+    this.shownIndex = index;
+    this.shownCount = count;
     this.sliceEl.textContent = count > 1 ? `${index + 1} / ${count}` : "";
     this.root.setAttribute("data-slice", String(index));
     if (this.slider) {

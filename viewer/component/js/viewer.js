@@ -6,7 +6,7 @@
 // animation frame for pointer drags. The state a test may read is on the root element as data-* attributes.
 
 import { gridWalk, pixelOf, planeLayout, sliceWalk, voxelAt, voxelIndex, volumeGeometry, worldOf } from "./geometry.js";
-import { composeSlice } from "./compose.js";
+import { composeSlice, greyTable } from "./compose.js";
 import { Pane, el } from "./pane.js";
 import { PRESETS, buildToolbar, setOptions } from "./toolbar.js";
 import { autoWindow, looksLikeCt, sortedSample, valueRange } from "./intensity.js";
@@ -261,7 +261,16 @@ export class Viewer {
     const layout = pane.layout;
     const slice = this.cross[layout.sliceAxis];
     const walk = sliceWalk(this.geom, layout, slice);
-    const anatomy = { data: this.anatomy.data, walk, gain: (scale * 255) / this.s.width, bias: ((inter - lo) * 255) / this.s.width };
+    const gain = (scale * 255) / this.s.width;
+    const bias = ((inter - lo) * 255) / this.s.width;
+    const data = this.anatomy.data;
+    const key = `${gain}|${bias}`;
+    if (this.greyFor !== data || this.greyKey !== key) {
+      this.grey = greyTable(data, gain, bias); // one table per window, not per pixel
+      this.greyFor = data;
+      this.greyKey = key;
+    }
+    const anatomy = { data, walk, gain, bias, lut: this.grey?.lut, lutOffset: this.grey?.offset };
     const layer = this.mapLayer(pane.mapIndex ?? this.s.mapIndex);
     const map = layer && { ...layer, data: layer.map.data, dims: layer.map.dims, grid: gridWalk(this.geom, walk, layer.map.inverse) };
     const m = this.mask.shown;
