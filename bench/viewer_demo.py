@@ -5,7 +5,8 @@
 Used by the browser tests (tests/test_browser.py) and the viewer benchmark (bench/viewer_speed.py).
 Query parameters:
   case     sample (the bundled MRI, served as its NIfTI file) | permuted (the same voxels stored LPS with axes
-           permuted: must look identical) | ct (the NIfTI file named by CAMVIEWER_DEMO_CT) | 2d
+           permuted: must look identical) | ct (the NIfTI file named by CAMVIEWER_DEMO_CT, as is) |
+           ct-array (the same voxels as an array: the server writes a compact copy) | 2d
   map      now | pending (computed in the background: stages, then the map) | fail | none
   compare  number of extra maps (0..3), shown side by side
   mask     1 | 0 (sample cases: the lesion mask)
@@ -69,6 +70,19 @@ def sample_case() -> dict:
     mask = nib.load(CASE / "lesion_mask.nii.gz")
     info = json.loads((CASE / "lesions.json").read_text())
     return {"raw": raw, "mask": np.asarray(mask.dataobj), "mask_affine": mask.affine, "info": info}
+
+
+@st.cache_resource
+def ct_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+@st.cache_resource
+def ct_array(path: str) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    image = nib.load(path)
+    return np.asarray(image.dataobj), image.affine
 
 
 @st.cache_resource
@@ -143,10 +157,15 @@ def main() -> None:
             mask = publish_labels(data["mask"], data["mask_affine"], STATIC, "demo:mask")
             names = {int(k): v for k, v in data["info"]["mask_labels"].items()}
             mask_kw = {"mask": mask, "mask_names": names, "mask_title": "lesion mask"}
-    elif case == "ct":
-        raw = Path(os.environ["CAMVIEWER_DEMO_CT"]).read_bytes()
-        t0 = time.time()
-        anatomy = publish_nifti(raw, STATIC, f"demo:ct:{len(raw)}")
+    elif case in ("ct", "ct-array"):
+        raw = ct_bytes(os.environ["CAMVIEWER_DEMO_CT"])
+        if case == "ct":
+            t0 = time.time()
+            anatomy = publish_nifti(raw, STATIC, f"demo:ct:{len(raw)}")
+        else:  # the path of DICOM or NRRD uploads: an array the server must write a compact copy of
+            voxels, affine = ct_array(os.environ["CAMVIEWER_DEMO_CT"])
+            t0 = time.time()
+            anatomy = publish_volume(voxels, affine, STATIC, f"demo:ct-array:{run}")
         affine = np.array(anatomy.affine)
         grid_affine = model_grid_affine(affine, anatomy.shape, MODEL_GRID)
         centre = (affine @ [anatomy.shape[0] * 0.3, anatomy.shape[1] * 0.5, anatomy.shape[2] * 0.5, 1])[:3]

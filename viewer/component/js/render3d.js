@@ -12,6 +12,10 @@ import { VERTEX_SHADER, FRAGMENT_SHADER, compileProgram } from "./shaders3d.js";
 import { Camera } from "./camera3d.js";
 
 const MAX_SIDE = 128;
+// Ray casting runs on the CPU under a software GPU (SwiftShader) and on weak laptops: the 3D image is drawn at
+// most this many pixels on its long side and scaled up by the browser; smaller while the user rotates it.
+const RENDER_SIDE = { full: 320, interactive: 160 };
+const STEPS_PER_VOXEL = { full: 0.9, interactive: 0.5 };
 
 /** Reduce a volume to at most MAX_SIDE voxels a side (mean of 2x2x2 at each strided position). */
 export function reduceVolume(data, dims, scale, inter) {
@@ -68,22 +72,26 @@ export class Render3D {
     this.width = width;
     this.height = height;
     for (const c of [this.canvas, this.marks]) {
-      c.width = width;
-      c.height = height;
       c.style.width = `${width}px`;
       c.style.height = `${height}px`;
     }
+    this.marks.width = width;
+    this.marks.height = height;
     this.marks.style.top = `${this.canvas.offsetTop}px`;
     this.update();
   }
 
-  /** Something the render depends on changed: draw once, at the next frame. */
-  update() {
-    if (!this.gl || this.queued) return;
+  /** Something the render depends on changed: draw once, at the next frame (coarser while interacting). */
+  update(quality = "full") {
+    if (!this.gl) return;
+    this.quality = this.queued && this.quality === "interactive" ? "interactive" : quality;
+    clearTimeout(this.refine);
+    if (quality === "interactive") this.refine = setTimeout(() => this.update("full"), 250);
+    if (this.queued) return;
     this.queued = true;
     requestAnimationFrame(() => {
       this.queued = false;
-      this.drawNow();
+      this.drawNow(this.quality);
     });
   }
 
@@ -135,12 +143,14 @@ export class Render3D {
   }
 
   // ------------------------------------------------------------------ drawing
-  drawNow() {
+  drawNow(quality = "full") {
     const gl = this.gl;
     if (!gl || !this.width || !this.syncTextures()) return;
     const v = this.viewer;
-    const started = performance.now();
-    gl.viewport(0, 0, this.width, this.height);
+    const scale = Math.min(1, RENDER_SIDE[quality] / Math.max(this.width, this.height));
+    const [w, h] = [Math.max(1, Math.round(this.width * scale)), Math.max(1, Math.round(this.height * scale))];
+    if (this.canvas.width !== w || this.canvas.height !== h) [this.canvas.width, this.canvas.height] = [w, h];
+    gl.viewport(0, 0, w, h);
     gl.clearColor(0, 0, 0, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
     gl.useProgram(this.program);
@@ -151,7 +161,7 @@ export class Render3D {
     gl.uniform3fv(u("eye"), eye);
     gl.uniformMatrix4fv(u("worldToAnatomy"), false, columnMajor(invert4(voxelToWorld)));
     gl.uniform3fv(u("anatomyDims"), this.reduced.dims);
-    gl.uniform1i(u("steps"), Math.ceil(Math.hypot(...this.reduced.dims) * 1.2));
+    gl.uniform1i(u("steps"), Math.ceil(Math.hypot(...this.reduced.dims) * STEPS_PER_VOXEL[quality]));
     const showMap = Boolean(this.map);
     gl.uniform1i(u("showMap"), showMap ? 1 : 0);
     if (showMap) {
@@ -164,7 +174,6 @@ export class Render3D {
     bind(gl, 1, gl.TEXTURE_3D, showMap ? this.textures.map : this.textures.anatomy, u("mapTex"));
     bind(gl, 2, gl.TEXTURE_2D, this.textures.lut, u("lut"));
     gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
-    this.drawMs = performance.now() - started;
     this.drawMarks();
     this.container.setAttribute("data-ready", "1");
   }
@@ -218,7 +227,7 @@ export class Render3D {
       if (!drag) return;
       this.camera.rotate((e.clientX - drag.x) * 0.01, (e.clientY - drag.y) * 0.01);
       drag = { x: e.clientX, y: e.clientY };
-      this.update();
+      this.update("interactive");
     });
     this.canvas.addEventListener("pointerup", () => (drag = null));
     this.canvas.addEventListener(
@@ -226,7 +235,7 @@ export class Render3D {
       (e) => {
         e.preventDefault();
         this.camera.zoom(Math.exp(e.deltaY * 0.002));
-        this.update();
+        this.update("interactive");
       },
       { passive: false },
     );

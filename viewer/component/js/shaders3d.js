@@ -1,5 +1,6 @@
 // GLSL for the 3D pane: one full-screen quad; each pixel marches its ray through the anatomy (translucent
-// grey) and the map (colour table above the threshold), front to back, in each volume's own voxel space.
+// grey, composited front to back) and the map, in each volume's own voxel space. The map is shown by its
+// maximum along the ray (so the hot end always shows), dimmed by the tissue in front of that maximum.
 
 export const VERTEX_SHADER = `#version 300 es
 out vec2 clip;
@@ -38,27 +39,30 @@ void main() {
   float ds = (far_ - near) / float(steps);
   float stepVoxels = length(d) * ds; // opacity per step scales with the voxels crossed
   vec4 acc = vec4(0.0);
+  float peak = 0.0;
+  float inFront = 0.0; // tissue opacity in front of the map's maximum
   for (int n = 0; n < 1024; n++) {
-    if (n >= steps || acc.a > 0.97) break;
+    if (n >= steps) break;
     float s = near + (float(n) + 0.5) * ds;
-    vec3 world = eye + dir * s;
     vec3 v = o + d * s;
     float a = texture(anatomy, (v + 0.5) / anatomyDims).r;
     float alpha = smoothstep(0.1, 0.9, a) * 0.012 * stepVoxels;
     acc.rgb += (1.0 - acc.a) * alpha * vec3(0.25 + 0.75 * a);
     acc.a += (1.0 - acc.a) * alpha;
     if (showMap) {
-      vec3 m = (worldToMap * vec4(world, 1.0)).xyz;
-      vec3 tm = (m + 0.5) / mapDims;
+      vec3 tm = ((worldToMap * vec4(eye + dir * s, 1.0)).xyz + 0.5) / mapDims;
       if (all(greaterThanEqual(tm, vec3(0.0))) && all(lessThanEqual(tm, vec3(1.0)))) {
         float value = texture(mapTex, tm).r;
-        if (value >= threshold) {
-          float ma = clamp(opacity * value * 1.5 * stepVoxels, 0.0, 1.0);
-          acc.rgb += (1.0 - acc.a) * ma * texture(lut, vec2(value, 0.5)).rgb;
-          acc.a += (1.0 - acc.a) * ma;
+        if (value > peak) {
+          peak = value;
+          inFront = acc.a;
         }
       }
     }
+  }
+  if (peak >= threshold) {
+    float weight = opacity * (0.4 + 0.6 * peak) * (1.0 - 0.6 * inFront);
+    acc.rgb = mix(acc.rgb, texture(lut, vec2(peak, 0.5)).rgb, clamp(weight * 1.6, 0.0, 1.0));
   }
   colour = vec4(acc.rgb, 1.0);
 }`;
