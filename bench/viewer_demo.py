@@ -29,37 +29,15 @@ import streamlit as st
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.demo_data import MODEL_GRID, blob_map, ct_map, model_grid_affine  # noqa: E402
 from viewer.component import camviewer, camviewer_payload  # noqa: E402
 from viewer.publish import publish_labels, publish_map, publish_nifti, publish_volume  # noqa: E402
 from viewer.status import pending_map, write_status  # noqa: E402
 
 STATIC = Path(__file__).resolve().parent / "static"
 CASE = ROOT / "sample_data" / "case_brain"
-MODEL_GRID = (64, 64, 64)
 
 st.set_page_config(page_title="camviewer viewer demo", layout="wide")
-
-
-def model_grid_affine(anatomy_affine: np.ndarray, shape: tuple[int, ...], grid: tuple[int, ...]) -> np.ndarray:
-    """Affine of a model grid resized onto the image with align_corners=False (as explain/preprocess.py)."""
-    scale = np.array(shape[:3], float) / np.array(grid, float)
-    voxel = np.eye(4)
-    voxel[:3, :3] = np.diag(scale)
-    voxel[:3, 3] = (scale - 1) / 2
-    return np.asarray(anatomy_affine, float) @ voxel
-
-
-def blob_map(affine: np.ndarray, grid: tuple[int, ...], centres_mm: list, sigma_mm: float) -> np.ndarray:
-    """A map on the model grid: Gaussian blobs at world positions (the known lesions), raw units ~1e-3."""
-    index = np.indices(grid).reshape(len(grid), -1).astype(float)
-    world = (affine[:3, :3] @ index[:3] + affine[:3, 3:4]) if len(grid) == 3 else None
-    if world is None:
-        world = affine[:2, :2] @ index + affine[:2, 3:4]
-    out = np.zeros(index.shape[1])
-    for weight, centre in centres_mm:
-        d2 = ((world - np.asarray(centre, float)[: world.shape[0], None]) ** 2).sum(0)
-        out += weight * np.exp(-d2 / (2 * sigma_mm**2))
-    return (out * 2e-3).reshape(grid)
 
 
 @st.cache_resource
@@ -70,6 +48,9 @@ def sample_case() -> dict:
     mask = nib.load(CASE / "lesion_mask.nii.gz")
     info = json.loads((CASE / "lesions.json").read_text())
     return {"raw": raw, "mask": np.asarray(mask.dataobj), "mask_affine": mask.affine, "info": info}
+
+
+cached_ct_map = st.cache_resource(ct_map)
 
 
 @st.cache_resource
@@ -166,10 +147,8 @@ def main() -> None:
             voxels, affine = ct_array(os.environ["CAMVIEWER_DEMO_CT"])
             t0 = time.time()
             anatomy = publish_volume(voxels, affine, STATIC, f"demo:ct-array:{run}")
-        affine = np.array(anatomy.affine)
-        grid_affine = model_grid_affine(affine, anatomy.shape, MODEL_GRID)
-        centre = (affine @ [anatomy.shape[0] * 0.3, anatomy.shape[1] * 0.5, anatomy.shape[2] * 0.5, 1])[:3]
-        specs = [("Grad-CAM · demo · CT", grid_affine, blob_map(grid_affine, MODEL_GRID, [(1.0, centre)], 25.0))]
+        values, grid_affine = cached_ct_map()
+        specs = [("Grad-CAM · demo · CT", grid_affine, values)]
     elif case == "2d":
         y, x = np.mgrid[0:200, 0:300]
         image = (1000 + 800 * (np.hypot(x - 90, y - 60) < 25) + 40 * np.sin(x / 9.0)).T.astype(np.int16)  # [nx, ny]

@@ -11,7 +11,6 @@ average is printed with the figures: on a shared machine, read the ratios to the
 
 from __future__ import annotations
 
-import gzip
 import os
 import platform
 import re
@@ -20,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from bench.browser import CHROMIUM_ARGS, chromium_path, streamlit_server
+from bench.demo_data import write_ct
 from tests.viewer_page import STEP_JS, WebSocketBytes
 
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -39,29 +38,6 @@ new MutationObserver(() => {
 """
 # The same loop as a slice step, but the only change is one line of text: what any frame costs on this page.
 FLOOR_JS = STEP_JS.replace("key(n % 20 < 10 ? 'ArrowUp' : 'ArrowDown');", "document.title = 'camviewer ' + n;")
-
-
-def synthetic_ct(shape: tuple[int, int, int] = (512, 512, 300), seed: int = 0) -> np.ndarray:
-    """A CT-like int16 volume in HU: air, a body ellipse of soft tissue, lungs, a bony ring, and noise."""
-    rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
-    body = (x / 0.85) ** 2 + (y / 0.65) ** 2 <= 1
-    ring = body & ((x / 0.78) ** 2 + (y / 0.58) ** 2 > 1)
-    lungs = (((x - 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 <= 1) | (((x + 0.35) / 0.25) ** 2 + (y / 0.35) ** 2 <= 1)
-    plane = np.full(shape[:2], -1000, np.int16)
-    plane[body] = 40
-    plane[lungs] = -820
-    plane[ring] = 700
-    volume = np.repeat(plane[:, :, None], shape[2], axis=2)
-    volume += rng.integers(-20, 21, size=shape, dtype=np.int16)
-    return volume
-
-
-def write_ct(folder: Path) -> Path:
-    path = folder / "synthetic_ct.nii.gz"
-    raw = nib.Nifti1Image(synthetic_ct(), np.diag([0.7, 0.7, 1.0, 1.0])).to_bytes()
-    path.write_bytes(gzip.compress(raw, compresslevel=1))
-    return path
 
 
 def load_once(browser, url: str, want_map: bool = True) -> dict:

@@ -180,11 +180,13 @@ def test_display_controls_and_crosshair_cost_no_websocket_bytes(page, server):
     open_view(page, server, "case=sample&compare=1")
     page.wait_for_timeout(1000)
     ws.reset()
+    width_before = page.locator('[data-testid="cv-width"]').input_value()
     stage = page.locator('.cv-grid [data-plane="axial"] .cv-stage')
     box = stage.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.click(cx - 30, cy + 20)  # crosshair
     page.mouse.move(cx, cy)  # hover readout
+    assert page.locator('[data-testid="cv-readout"]').inner_text().startswith("cursor")
     page.mouse.down()
     page.mouse.move(cx + 40, cy + 10, steps=8)  # crosshair drag
     page.mouse.up()
@@ -192,13 +194,21 @@ def test_display_controls_and_crosshair_cost_no_websocket_bytes(page, server):
     page.mouse.down(button="right")
     page.mouse.move(cx + 60, cy + 40, steps=6)  # window / level
     page.mouse.up(button="right")
+    assert page.locator('[data-testid="cv-width"]').input_value() != width_before
+    assert page.locator('[data-testid="cv-preset"]').input_value() == "Custom"
     page.mouse.wheel(0, 120)  # slice step
     for testid, value in (("cv-opacity", "0.8"), ("cv-threshold", "0.4")):
         page.locator(f'[data-testid="{testid}"]').fill(value)
     page.select_option('[data-testid="cv-colourmap"]', "viridis")
     page.select_option('[data-testid="cv-preset"]', "CT brain")
+    press(page, "m")
+    assert attr(page, ROOT_SEL, "data-layout").startswith("max:")
+    press(page, "m", "+", "-", "Shift+ArrowUp", "ArrowDown", "PageUp", "k", "1")
+    loaded = lambda: page.evaluate("() => performance.getEntriesByType('resource').map((e) => e.name).join(' ')")  # noqa: E731
+    assert "render3d.js" not in loaded(), "the 3D pane's code was loaded before its pane was shown"
     page.select_option('[data-testid="cv-layout"]', "2x2")
-    press(page, "+", "-", "m", "m", "Shift+ArrowUp", "ArrowDown", "PageUp", "k", "1")
+    page.wait_for_selector('[data-plane="3d"][data-ready="1"]', timeout=30_000)
+    assert "render3d.js" in loaded()
     page.wait_for_timeout(1500)
     assert (ws.sent, ws.received) == (0, 0)
 

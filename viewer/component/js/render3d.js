@@ -95,7 +95,9 @@ export class Render3D {
     });
   }
 
-  pause() {}
+  dispose() {
+    this.gl?.getExtension("WEBGL_lose_context")?.loseContext();
+  }
 
   crosshairMoved() {
     this.drawMarks();

@@ -5,9 +5,9 @@
 // Rendering is synchronous for keyboard and wheel steps (one pane recomposed) and coalesced to one per
 // animation frame for pointer drags. The state a test may read is on the root element as data-* attributes.
 
-import { gridWalk, pixelOf, planeLayout, sliceWalk, voxelAt, voxelIndex, volumeGeometry, worldOf } from "./geometry.js";
+import { gridWalk, pixelOf, sliceWalk, voxelIndex, volumeGeometry } from "./geometry.js";
 import { composeSlice, greyTable } from "./compose.js";
-import { Pane, el } from "./pane.js";
+import { el } from "./pane.js";
 import { PRESETS, buildToolbar, setOptions } from "./toolbar.js";
 import { autoWindow, looksLikeCt, sortedSample, valueRange } from "./intensity.js";
 import { MapSlot, MaskLayer } from "./layers.js";
@@ -15,8 +15,8 @@ import { typedView } from "./store.js";
 import { drawColourbar, legendText } from "./legend.js";
 import { readoutText } from "./readout.js";
 import { handleKey } from "./keys.js";
-
-const GAP = 8;
+import { layoutMethods } from "./layout.js";
+import { controlMethods } from "./controls.js";
 
 export class Viewer {
   constructor(parent, store, assets) {
@@ -143,6 +143,10 @@ export class Viewer {
     if (n === this.s.mapIndex && slot.shown && !this.userMovedCrosshair && this.geom) this.crossToPeak(slot.shown);
     if (this.anatomy && this.anatomy.data) this.renderAll();
     this.store.retain(this.id, this.urlsInUse());
+    if (slot.shown && slot.markedFor !== slot.shown.desc.url) {
+      slot.markedFor = slot.shown.desc.url;
+      performance.mark("camviewer:map-shown", { detail: slot.shown.desc.url });
+    }
   }
 
   showProgress() {
@@ -166,85 +170,6 @@ export class Viewer {
     const world = [0, 1, 2].map((r) => map.desc.affine[r][0] * m[0] + map.desc.affine[r][1] * m[1] + map.desc.affine[r][2] * m[2] + map.desc.affine[r][3]);
     const voxel = [0, 1, 2].map((r) => this.geom.inverse[r][0] * world[0] + this.geom.inverse[r][1] * world[1] + this.geom.inverse[r][2] * world[2] + this.geom.inverse[r][3]);
     this.cross = voxelIndex(this.geom, voxel);
-  }
-
-  // ------------------------------------------------------------------ panes and layout
-  buildPanes() {
-    this.grid.innerHTML = "";
-    this.panes = {};
-    this.views = {};
-    for (const plane of this.geom.planes) {
-      this.panes[plane] = new Pane(this.grid, plane, this.paneHandlers(null));
-      this.views[plane] = { zoom: 1, panX: 0, panY: 0 };
-    }
-    this.view3d = el("div", { class: "cv-pane cv-pane-3d", "data-plane": "3d" }, this.grid);
-    this.applyLayouts();
-    this.buildComparePanes();
-    this.layoutPanes();
-  }
-
-  buildComparePanes() {
-    this.compareEl.innerHTML = "";
-    this.comparePanes = [];
-    if (!this.geom || this.slots.length < 2) return;
-    this.slots.forEach((slot, n) => {
-      const pane = new Pane(this.compareEl, this.s.active, this.paneHandlers(n), { title: slot.title, slider: false });
-      pane.mapIndex = n;
-      pane.root.setAttribute("data-testid", `cv-compare-${n}`);
-      this.comparePanes.push(pane);
-    });
-    this.applyLayouts();
-    this.layoutPanes();
-  }
-
-  /** Plane layouts (axes, flips, labels) for the current radiological setting, from geometry.js only. */
-  applyLayouts() {
-    if (!this.geom) return;
-    for (const pane of this.allPanes()) {
-      pane.setLayout(planeLayout(this.geom, pane.plane, this.s.radiological));
-      pane.setView(this.views[pane.plane]);
-    }
-    this.root.setAttribute("data-radiological", this.s.radiological ? "1" : "0");
-  }
-
-  allPanes() {
-    return [...Object.values(this.panes), ...this.comparePanes];
-  }
-
-  layoutPanes() {
-    if (!this.geom) return;
-    const width = Math.max(240, this.root.clientWidth - 2 * GAP);
-    const planes = this.geom.planes;
-    const tall = Math.max(260, window.innerHeight - 220);
-    const max = planes.length === 1 ? planes[0] : this.s.maximised;
-    this.grid.setAttribute("data-layout", max ? "max" : this.s.layout);
-    this.root.setAttribute("data-layout", max ? `max:${max}` : this.s.layout);
-    const show3d = !max ? this.s.layout === "2x2" : max === "3d";
-    for (const plane of planes) this.panes[plane].root.hidden = Boolean(max) && max !== plane;
-    this.view3d.hidden = !show3d;
-    // Panes share the page width; their height is capped so that the grid fits the window.
-    let side;
-    if (max) side = [width, Math.min(width, tall)];
-    else if (this.s.layout === "2x2") side = [Math.floor((width - GAP) / 2), Math.min(Math.floor((width - GAP) / 2), Math.floor((tall - GAP) / 2))];
-    else side = [Math.floor((width - 2 * GAP) / 3), Math.min(Math.floor((width - 2 * GAP) / 3), tall)];
-    for (const plane of planes) this.panes[plane].setStageSize(...side);
-    this.size3d = side;
-    const n = this.comparePanes.length;
-    const compareSide = Math.min(side[1], Math.floor((width - (Math.min(n, 4) - 1) * GAP) / Math.max(1, Math.min(n, 4))));
-    for (const pane of this.comparePanes) pane.setStageSize(compareSide, compareSide);
-    if (show3d) this.ensure3d();
-    else if (this.render3d) this.render3d.pause();
-    this.renderAll();
-  }
-
-  async ensure3d() {
-    if (!this.render3dLoading) {
-      // Built only when its pane is shown: nothing is computed for a 3D view nobody opened.
-      this.render3dLoading = import("./render3d.js").then((m) => new m.Render3D(this.view3d, this));
-    }
-    this.render3d = await this.render3dLoading;
-    this.render3d.resize(...this.size3d);
-    this.render3d.update();
   }
 
   // ------------------------------------------------------------------ drawing
@@ -345,134 +270,6 @@ export class Viewer {
     this.readoutEl.textContent = readoutText(this, hover ? hover.voxel : this.cross, slot?.shown, hover ? "cursor" : "crosshair");
   }
 
-  // ------------------------------------------------------------------ controls
-  setWindow(width, level, preset = "Custom", render = true) {
-    if (!(width > 0) || !Number.isFinite(level)) return;
-    Object.assign(this.s, { width, level, preset });
-    this.controls.width.value = String(+width.toPrecision(6));
-    this.controls.level.value = String(+level.toPrecision(6));
-    this.controls.preset.value = preset;
-    if (render) this.later("render", () => this.renderAll());
-  }
-
-  applyPreset(name) {
-    if (name === "Custom") return;
-    const wl = PRESETS[name] || (this.auto && [this.auto.width, this.auto.level]);
-    if (wl) this.setWindow(wl[0], wl[1], name);
-  }
-
-  syncControls() {
-    const c = this.controls;
-    c.layout.value = this.s.layout;
-    c.overlay.checked = this.s.overlay;
-    c.opacity.value = String(this.s.opacity);
-    c.threshold.value = String(this.s.threshold);
-    c.colourmap.value = this.s.colourmap;
-    c.radiological.checked = this.s.radiological;
-    c.radiologicalGroup.hidden = this.geom?.is2d;
-    c.layout.parentElement.hidden = this.geom?.is2d;
-    c.mask.checked = this.s.mask;
-    c.maskMode.value = this.s.maskMode;
-    c.crosshair.checked = this.s.crosshair;
-  }
-
-  onControl(name, value) {
-    const s = this.s;
-    if (name === "preset" || name === "window") this.windowByUser = true;
-    if (name === "preset") return this.applyPreset(value);
-    if (name === "window") return this.setWindow(value[0], value[1], "Custom");
-    if (name === "export") return import("./export.js").then((m) => m.exportPng(this));
-    if (name === "reset") {
-      for (const plane of Object.keys(this.views)) this.views[plane] = { zoom: 1, panX: 0, panY: 0 };
-      this.applyLayouts();
-      return this.renderAll();
-    }
-    if (name === "layout") {
-      s.layout = value;
-      s.maximised = null;
-      return this.layoutPanes();
-    }
-    if (name === "map") {
-      s.mapIndex = value;
-      this.showProgress();
-      if (!this.userMovedCrosshair && this.slots[value]?.shown) this.crossToPeak(this.slots[value].shown);
-    }
-    if (name === "radiological") {
-      s.radiological = value;
-      this.applyLayouts();
-    }
-    if (!["map", "radiological"].includes(name)) s[name] = value;
-    this.syncControls();
-    this.renderAll();
-  }
-
-  /** Handlers for a main pane (mapIndex null) or a compare pane (its map). */
-  paneHandlers(mapIndex) {
-    const planeOf = (pane) => (mapIndex === null ? pane.plane : this.s.active);
-    return {
-      focus: (pane) => {
-        this.setActive(planeOf(pane));
-        this.root.focus({ preventScroll: true });
-      },
-      pick: (pane, x, y) => this.later("pick", () => this.setCross(voxelAt(this.geom, pane.layout, this.cross[pane.layout.sliceAxis], x, y))),
-      hover: (pane, x, y) =>
-        this.later("hover", () => {
-          const inside = x !== null && x >= 0 && y >= 0 && x < pane.layout.width && y < pane.layout.height;
-          this.showReadout(inside ? { voxel: voxelAt(this.geom, pane.layout, this.cross[pane.layout.sliceAxis], x, y), mapIndex: pane.mapIndex } : null);
-        }),
-      scroll: (pane, delta) => this.step(planeOf(pane), delta),
-      slice: (pane, index) => {
-        const v = [...this.cross];
-        v[pane.layout.sliceAxis] = index;
-        this.setCross(v);
-      },
-      window: (dx, dy, first) => {
-        if (first) this.dragStart = { width: this.s.width, level: this.s.level };
-        this.windowByUser = true;
-        const perPx = this.range ? Math.max(1e-6, (this.range.max - this.range.min) / 600) : 1;
-        const start = this.dragStart;
-        this.later("window", () => this.setWindow(Math.max(perPx, start.width + dx * perPx), start.level + dy * perPx, "Custom", false));
-        this.later("render", () => this.renderAll());
-      },
-      zoom: (pane, factor, x, y) => this.zoomAt(planeOf(pane), factor, pane, x, y),
-      pan: (pane, dx, dy) => {
-        const view = this.views[planeOf(pane)];
-        view.panX += dx;
-        view.panY += dy;
-        this.applyView(planeOf(pane));
-      },
-      maximise: (pane) => this.toggleMaximise(planeOf(pane)),
-    };
-  }
-
-  zoomAt(plane, factor, pane = this.panes[plane], x = pane.stageW / 2, y = pane.stageH / 2) {
-    const view = this.views[plane];
-    const zoom = Math.min(64, Math.max(0.25, view.zoom * factor));
-    const [px, py] = pane.toPixel(x, y);
-    view.zoom = zoom;
-    pane.setView(view);
-    const [nx, ny] = pane.toStage(px, py); // keep the point under the cursor fixed
-    view.panX += x - nx;
-    view.panY += y - ny;
-    this.applyView(plane);
-  }
-
-  applyView(plane) {
-    for (const pane of this.allPanes()) if (pane.plane === plane) pane.setView(this.views[plane]);
-    const pane = this.panes[plane];
-    pane.root.setAttribute("data-zoom", String(+this.views[plane].zoom.toFixed(4)));
-  }
-
-  setActive(plane) {
-    if (!this.panes[plane] || plane === this.s.active) return;
-    this.s.active = plane;
-    this.root.setAttribute("data-active", plane);
-    this.buildComparePanes();
-  }
-
-  toggleMaximise(plane) {
-    if (this.geom.is2d) return;
-    this.s.maximised = this.s.maximised === plane ? null : plane;
-    this.layoutPanes();
-  }
 }
+
+Object.assign(Viewer.prototype, layoutMethods, controlMethods);
