@@ -88,7 +88,7 @@ export class Viewer {
     let provisional = false; // a window from the part loaded so far, replaced once the whole image is here
     const loading = this.store
       .get(desc, (fraction, bytes) => {
-        if (this.data.anatomy !== desc) return;
+        if (this.data.anatomy.url !== desc.url) return;
         this.readoutEl.textContent = `Loading the image… ${Math.round(fraction * 100)} %`;
         if (performance.now() - lastPartial < 250) return;
         lastPartial = performance.now();
@@ -102,7 +102,7 @@ export class Viewer {
         return null;
       });
     const [full] = await Promise.all([loading, this.colourmapsReady]);
-    if (!full || this.data.anatomy !== desc) return;
+    if (!full || this.data.anatomy.url !== desc.url) return;
     performance.mark("camviewer:anatomy-decoded", { detail: desc.url });
     if (!this.windowByUser) this.setInitialWindow(full);
     this.anatomy.data = full;
