@@ -68,6 +68,17 @@ def test_qform_scaling_big_endian_and_2d(tmp_path, version, gz):
     assert read_layout(flat.to_bytes()).shape == (4, 3)
 
 
+def test_files_streamlit_would_not_serve_are_refused(tmp_path, monkeypatch):
+    import viewer.publish as publish
+
+    monkeypatch.setattr(publish, "MAX_STATIC_BYTES", 1000)
+    big = nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 20)).astype(np.float32), np.eye(4))
+    assert publish_nifti(big.to_bytes(), tmp_path, "big") is None  # the caller makes a compact copy instead
+    with pytest.raises(publish.FileTooLarge, match="200 MB"):
+        publish_volume(np.random.default_rng(1).random((20, 20, 20)), np.eye(4), tmp_path, "big-copy")
+    assert not list((tmp_path / "cv").glob("*.gz"))
+
+
 def test_unreadable_types_fall_back(tmp_path):
     wide = nib.Nifti1Image(np.zeros((3, 3, 3), np.int64), np.eye(4), dtype=np.int64)
     assert publish_nifti(wide.to_bytes(), tmp_path, "int64") is None
@@ -139,7 +150,7 @@ def test_status_protocol(tmp_path):
 
 
 def test_payload_is_small_and_names_every_array(tmp_path):
-    from viewer.component import LAZY_MODULES, camviewer_payload
+    from viewer.component import camviewer_payload
 
     anatomy = publish_nifti((SAMPLE / "case_brain" / "t1_lesions.nii.gz").read_bytes(), tmp_path, "s")
     maps = [
@@ -153,7 +164,19 @@ def test_payload_is_small_and_names_every_array(tmp_path):
     assert len(json.dumps(payload)) < 10_000
     assert payload["anatomy"]["url"].startswith("app/static/cv/") and payload["mask"]["names"] == {"1": "lesion"}
     assets = tmp_path / "cv" / payload["assets"].rsplit("/", 1)[1]
-    assert (assets / "main.js").exists() and (assets / "colourmaps.json").exists()
-    assert not LAZY_MODULES & set(payload["preload"]) and "main.js" in payload["preload"]
+    assert (assets / "camviewer.js").exists() and (assets / "render3d.js").exists()
+    assert (assets / "colourmaps.json").exists()
     with pytest.raises(ValueError, match="colour map"):
         camviewer_payload(tmp_path, anatomy, colourmap="rainbow")
+
+
+def test_bundle_keeps_lazy_modules_out_and_refuses_what_it_cannot_join(tmp_path):
+    from viewer.component.assets import LAZY_MODULES, bundle
+
+    text = bundle()
+    assert text.rstrip().endswith("= __cv_main;") and "export const { mount }" in text
+    assert not any(f"__cv_{name.removesuffix('.js')} =" in text for name in LAZY_MODULES)
+    (tmp_path / "main.js").write_text('import { a } from "./a.js";\nexport function mount() { return a; }\n')
+    (tmp_path / "a.js").write_text("export default 1;\n")
+    with pytest.raises(ValueError, match="does not understand"):
+        bundle(tmp_path)

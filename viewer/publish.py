@@ -32,6 +32,12 @@ STATIC_URL = f"app/static/{STATIC_SUBDIR}"
 DEFAULT_STATIC_BUDGET = int(os.environ.get("CAMVIEWER_STATIC_BYTES", 2 * 1024**3))
 # gzip level of the copies we write: 1 is about 3x faster than 6 for nearly the same size on images.
 GZIP_LEVEL = int(os.environ.get("CAMVIEWER_GZIP_LEVEL", 1))
+# Streamlit's static route answers 404 for files above 200 MB (MAX_APP_STATIC_FILE_SIZE in Streamlit 1.67).
+MAX_STATIC_BYTES = 200 * 1024 * 1024
+
+
+class FileTooLarge(ValueError):
+    """A published file would exceed what Streamlit's static serving delivers."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,11 @@ def write_once(static_root: Path, name: str, produce) -> int:
     if path.exists():
         os.utime(path)  # recently used: pruned last
         return path.stat().st_size
+    payload = produce()
+    if len(payload) > MAX_STATIC_BYTES:
+        raise FileTooLarge(f"{len(payload) / 2**20:.0f} MiB is more than Streamlit serves as a static file (200 MB)")
     tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
-    tmp.write_bytes(produce())
+    tmp.write_bytes(payload)
     os.replace(tmp, path)
     prune(folder, keep=path)
     return path.stat().st_size
@@ -122,13 +131,17 @@ def publish_nifti(raw: bytes, static_root: Path, content_key: str) -> Published 
 
     A gzip file is written unchanged. An uncompressed one is gzipped once (Streamlit would otherwise
     recompress it on every request). Returns None for data types a browser has no typed array for
-    (RGB, complex, 64-bit integers): use `publish_volume` on the loaded array instead.
+    (RGB, complex, 64-bit integers) and for files above Streamlit's 200 MB static limit: use
+    `publish_volume` on the loaded array instead (a compact copy is often several times smaller).
     """
     layout = read_layout(raw)
     if layout.dtype is None:
         return None
     name = f"{digest('nifti', content_key)}.nii.gz"
-    nbytes = write_once(static_root, name, lambda: raw if layout.gzipped else _gzip(raw))
+    try:
+        nbytes = write_once(static_root, name, lambda: raw if layout.gzipped else _gzip(raw))
+    except FileTooLarge:
+        return None
     return Published(
         url=f"{STATIC_URL}/{name}",
         encoding="gzip",

@@ -2,50 +2,41 @@
 
 Python sends a payload of a few kB per rerun: descriptors (URLs and geometry) of arrays published once by
 `viewer.publish`, the maps' titles, and first settings. The viewer itself is a set of ES modules in `js/`,
-copied once per content hash to the app's static folder and imported by URL from a tiny inline script, so
-the browser caches them like any static file. Nothing is sent back to Python: display controls, crosshair,
+published once per content hash to the app's static folder (assets.py) and imported by URL from a tiny inline
+script, so the browser caches it like any static file. Nothing is sent back to Python: display controls, crosshair,
 hover and PNG export all act in the browser.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import streamlit as st
 
-from viewer.colormap import NAMES, lut
+from viewer.colormap import NAMES
+from viewer.component.assets import publish_assets
 from viewer.component.legacy import slice_view, view_payload  # noqa: F401  (deprecated; app.py until integration)
-from viewer.publish import STATIC_URL, Published, digest, static_folder
+from viewer.publish import Published
 
 _HERE = Path(__file__).parent
-JS_DIR = _HERE / "js"
 
-# Imports the modules by URL once per page; `data.assets` says where they are (relative to the page). The
-# modules are announced together first (modulepreload), so they download in parallel, not import by import.
+# Imports the viewer (one bundled ES module, see assets.py) by URL once per page; `data.assets` says where it is,
+# relative to the page. The image is announced at once (preload) so it downloads while the code loads.
 _LOADER = """
-let preloaded = false;
+let started = false;
 export default function (component) {
   const data = component.data;
   if (!data || !data.assets) return;
-  const url = (name) => new URL(`${data.assets}/${name}`, document.baseURI).href;
-  if (!preloaded) {
-    preloaded = true;
-    const hint = (rel, href, as) => {
-      const link = Object.assign(document.createElement("link"), { rel, href });
-      if (as) Object.assign(link, { as, crossOrigin: "anonymous" });
-      document.head.appendChild(link);
-    };
-    for (const name of data.preload || []) hint("modulepreload", url(name));
-    // The image downloads while the modules load; the viewer's fetch() then takes the preloaded response.
-    if (data.anatomy) hint("preload", new URL(data.anatomy.url, document.baseURI).href, "fetch");
+  const url = (path) => new URL(path, document.baseURI).href;
+  if (!started && data.anatomy) {
+    started = true;
+    const link = Object.assign(document.createElement("link"), { rel: "preload", as: "fetch", crossOrigin: "anonymous" });
+    link.href = url(data.anatomy.url);
+    document.head.appendChild(link);
   }
-  import(url("main.js")).then((m) => m.mount(component));
+  import(url(`${data.assets}/camviewer.js`)).then((m) => m.mount(component));
 }
 """
-# Loaded later, only when used (the 3D pane, the PNG export).
-LAZY_MODULES = {"render3d.js", "camera3d.js", "shaders3d.js", "export.js"}
 
 _COMPONENT = st.components.v2.component(
     "camviewer_view",
@@ -55,37 +46,6 @@ _COMPONENT = st.components.v2.component(
     # Our CSS is prefixed (cv-*); without a shadow root, tests and the PNG export can reach the canvases.
     isolate_styles=False,
 )
-_published_assets: dict[str, str] = {}
-
-
-def _asset_files() -> dict[str, bytes]:
-    files = {path.name: path.read_bytes() for path in sorted(JS_DIR.glob("*.js"))}
-    tables = {name: lut(name).ravel().tolist() for name in NAMES}
-    files["colourmaps.json"] = json.dumps(tables, separators=(",", ":")).encode()
-    return files
-
-
-def publish_assets(static_root: Path) -> str:
-    """Copy the viewer's modules and colour tables to static/cv/js-<hash>/ (once); return their URL."""
-    # Keyed by the files' sizes and times too: an edited module gets a new folder (and URL) without a restart.
-    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(JS_DIR.glob("*.js")))
-    key = f"{Path(static_root).resolve()}|{stamp}"
-    if key not in _published_assets:
-        files = _asset_files()
-        name = f"js-{digest(*[n.encode() + b'=' + files[n] for n in sorted(files)])[:16]}"
-        folder = static_folder(static_root) / name
-        if not folder.exists():
-            tmp = folder.with_name(f".{name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            for file_name, content in files.items():
-                (tmp / file_name).write_bytes(content)
-            try:
-                tmp.rename(folder)
-            except OSError:  # another process published the same version first
-                shutil.rmtree(tmp, ignore_errors=True)
-        _published_assets[key] = f"{STATIC_URL}/{name}"
-    return _published_assets[key]
 
 
 def _entry(title: str, published: Published) -> dict:
@@ -127,7 +87,6 @@ def camviewer_payload(
         raise ValueError(f"mask_kind must be 'labels' or 'map'; got {mask_kind!r}")
     payload = {
         "assets": publish_assets(static_root),
-        "preload": sorted(p.name for p in JS_DIR.glob("*.js") if p.name not in LAZY_MODULES),
         "anatomy": anatomy.to_dict(),
         "maps": [m if isinstance(m, dict) else _entry(*m) for m in maps],
         "mask": None,

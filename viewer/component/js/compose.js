@@ -88,6 +88,25 @@ export function composeSlice(out, width, height, anatomy, map, mask, labels) {
   if (mask) overlayMask(out, width, height, mask, labels);
 }
 
+/**
+ * Copy voxels i in [from, to) of `data` (order i, j, k) into `copy` ordered (j, k, i), so that a slice across
+ * axis 0 is contiguous; returns `to`. Strides of the copy: acrossAxis0Strides(dims).
+ */
+export function reorderAcrossAxis0(data, copy, dims, from, to) {
+  const [n0, n1, n2] = dims;
+  const n01 = n0 * n1;
+  for (let i = from; i < to; i++) {
+    for (let k = 0; k < n2; k++) {
+      for (let j = 0, src = i + n01 * k, dst = n1 * (k + n2 * i); j < n1; j++, src += n0) copy[dst + j] = data[src];
+    }
+  }
+  return to;
+}
+
+export function acrossAxis0Strides(dims) {
+  return [dims[1] * dims[2], 1, dims[1]];
+}
+
 /** Packed grey pixels for every value of 8/16-bit integer data: {lut, offset}, or null for other types. */
 export function greyTable(data, gain, bias) {
   const range = { Int16Array: [-32768, 65536], Uint16Array: [0, 65536], Uint8Array: [0, 256], Int8Array: [-128, 256] }[data.constructor.name];

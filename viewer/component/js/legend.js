@@ -10,7 +10,7 @@ export function drawColourbar(ctx, lut, threshold, x, y, width, height) {
   }
 }
 
-function formatRaw(value) {
+export function formatRaw(value) {
   if (!Number.isFinite(value)) return "";
   return Math.abs(value) >= 1000 || (Math.abs(value) < 0.01 && value !== 0) ? value.toExponential(2) : value.toPrecision(3);
 }
@@ -21,4 +21,3 @@ export function legendText(title, threshold, peak) {
   return `${title} · 0 → 1 = map peak${raw} · threshold ${threshold.toFixed(2)}`;
 }
 
-export { formatRaw };

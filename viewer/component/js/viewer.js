@@ -6,7 +6,7 @@
 // animation frame for pointer drags. The state a test may read is on the root element as data-* attributes.
 
 import { gridWalk, pixelOf, sliceWalk, voxelIndex, volumeGeometry } from "./geometry.js";
-import { composeSlice, greyTable } from "./compose.js";
+import { acrossAxis0Strides, composeSlice, greyTable, reorderAcrossAxis0 } from "./compose.js";
 import { el } from "./pane.js";
 import { PRESETS, buildToolbar, setOptions } from "./toolbar.js";
 import { autoWindow, looksLikeCt, sortedSample, valueRange } from "./intensity.js";
@@ -110,6 +110,25 @@ export class Viewer {
     this.store.retain(this.id, this.urlsInUse());
     this.root.setAttribute("data-ready", "1");
     performance.mark("camviewer:anatomy-shown", { detail: desc.url });
+    this.reorderInBackground(full);
+  }
+
+  /**
+   * For volumes too big for the CPU caches, a copy ordered (j, k, i) so that slices across i (usually sagittal)
+   * are read contiguously: built in small chunks after the image is shown, used once complete.
+   */
+  reorderInBackground(data) {
+    const [n0, n1, n2] = this.geom.dims;
+    if (this.geom.is2d || data.length < 8_000_000 || n0 < 2) return;
+    const copy = new data.constructor(data.length);
+    let i = 0;
+    const chunk = () => {
+      if (this.anatomy.data !== data) return; // another image meanwhile: drop the copy
+      i = reorderAcrossAxis0(data, copy, this.geom.dims, i, Math.min(n0, i + 8));
+      if (i < n0) setTimeout(chunk, 0);
+      else this.anatomy.across = { data: copy, geom: { ...this.geom, strides: acrossAxis0Strides(this.geom.dims) } };
+    };
+    setTimeout(chunk, 0);
   }
 
   /** The first window: the server's if given, else CT soft tissue for CT, else MR auto (percentiles). */
@@ -185,14 +204,15 @@ export class Viewer {
     const lo = this.s.level - this.s.width / 2;
     const layout = pane.layout;
     const slice = this.cross[layout.sliceAxis];
-    const walk = sliceWalk(this.geom, layout, slice);
+    // Slices across the fastest voxel axis read memory with large strides; big volumes get a reordered copy.
+    const source = layout.sliceAxis === 0 && this.anatomy.across ? this.anatomy.across : this.anatomy;
+    const walk = sliceWalk(source.geom || this.geom, layout, slice);
     const gain = (scale * 255) / this.s.width;
     const bias = ((inter - lo) * 255) / this.s.width;
-    const data = this.anatomy.data;
-    const key = `${gain}|${bias}`;
-    if (this.greyFor !== data || this.greyKey !== key) {
+    const data = source.data;
+    const key = `${data.constructor.name}|${gain}|${bias}`;
+    if (this.greyKey !== key) {
       this.grey = greyTable(data, gain, bias); // one table per window, not per pixel
-      this.greyFor = data;
       this.greyKey = key;
     }
     const anatomy = { data, walk, gain, bias, lut: this.grey?.lut, lutOffset: this.grey?.offset };
