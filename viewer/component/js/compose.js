@@ -174,11 +174,27 @@ function overlayMap(out, width, height, map) {
   else overlayMapGeneral(out, width, height, map);
 }
 
-/** Blend one pixel with the colour of map value `value` (0..255). */
-function tint(out, p, value, lut, alpha, keep) {
-  const q = ((value + 0.5) | 0) * 3;
-  const base = (out[p] & 0xff) * keep;
-  out[p] = 0xff000000 | (((base + lut[q + 2] * alpha) | 0) << 16) | (((base + lut[q + 1] * alpha) | 0) << 8) | ((base + lut[q] * alpha) | 0);
+/**
+ * Every (grey level, map level) pair blended once: 65536 packed pixels for one colour table and opacity, so a
+ * pixel under the map costs one lookup. Rebuilt only when the colour map or the opacity changes.
+ */
+let blendCache = { lut: null, alpha: -1, table: null };
+
+export function blendTable(lut, alpha) {
+  if (blendCache.lut === lut && blendCache.alpha === alpha) return blendCache.table;
+  const table = new Uint32Array(65536);
+  const keep = 1 - alpha;
+  for (let grey = 0; grey < 256; grey++) {
+    const base = grey * keep;
+    for (let q = 0; q < 256; q++) {
+      const red = (base + lut[3 * q] * alpha) | 0;
+      const green = (base + lut[3 * q + 1] * alpha) | 0;
+      const blue = (base + lut[3 * q + 2] * alpha) | 0;
+      table[(grey << 8) | q] = 0xff000000 | (blue << 16) | (green << 8) | red;
+    }
+  }
+  blendCache = { lut, alpha, table };
+  return table;
 }
 
 /**
@@ -203,10 +219,22 @@ function overlayMapAligned(out, width, height, map, { a, b, c }) {
     last = col;
     const [i0, i1, f] = split(v, dims[a]);
     columnIndex[col] = i0;
-    columnNext[col] = i1;
+    columnNext[col] = v < 0 ? i0 : i1; // clamped below the first centre: constant, its own run
     columnWeight[col] = f;
   }
-  const keep = 1 - alpha;
+  // Columns between the same two map voxels form a run along which the value is linear in the column:
+  // per pixel it is then one addition.
+  const runs = [];
+  for (let col = first; col <= last; col++) {
+    const run = runs[runs.length - 1];
+    if (run && run.i0 === columnIndex[col] && run.i1 === columnNext[col]) run.to = col;
+    else runs.push({ from: col, to: col, i0: columnIndex[col], i1: columnNext[col] });
+  }
+  for (const run of runs) {
+    run.w = columnWeight[run.from];
+    run.dw = run.to > run.from ? (columnWeight[run.to] - run.w) / (run.to - run.from) : 0;
+  }
+  const blend = blendTable(lut, alpha);
   const sa = strides[a];
   const sz0 = z0 * strides[c];
   const sz1 = z1 * strides[c];
@@ -223,10 +251,15 @@ function overlayMapAligned(out, width, height, map, { a, b, c }) {
       const far = data[o + p01] + (data[o + p11] - data[o + p01]) * fy;
       rowValues[i] = near + (far - near) * fz;
     }
-    for (let col = first, p = r * width + first; col <= last; col++, p++) {
-      const lo = rowValues[columnIndex[col]];
-      const value = lo + (rowValues[columnNext[col]] - lo) * columnWeight[col];
-      if (value >= threshold) tint(out, p, value, lut, alpha, keep);
+    const rowStart = r * width;
+    for (const run of runs) {
+      const lo = rowValues[run.i0];
+      const span = rowValues[run.i1] - lo;
+      let value = lo + span * run.w;
+      const step = span * run.dw;
+      for (let p = rowStart + run.from, end = rowStart + run.to; p <= end; p++, value += step) {
+        if (value >= threshold) out[p] = blend[((out[p] & 0xff) << 8) | ((value + 0.5) | 0)];
+      }
     }
   }
 }
@@ -240,7 +273,7 @@ function overlayMapGeneral(out, width, height, map) {
   const max1 = n1 - 1;
   const max2 = n2 - 1;
   const [ax, ay, az] = grid.mx;
-  const keep = 1 - alpha;
+  const blend = blendTable(lut, alpha);
   for (let r = 0; r < height; r++) {
     const span = insideColumns(grid, dims, r, width);
     if (!span) continue;
@@ -272,7 +305,7 @@ function overlayMapGeneral(out, width, height, map) {
       const c11 = e + (data[i + oz + oy + ox] - e) * fx;
       const c0 = c00 + (c10 - c00) * fy;
       const value = c0 + (c01 + (c11 - c01) * fy - c0) * fz;
-      if (value >= threshold) tint(out, p, value, lut, alpha, keep);
+      if (value >= threshold) out[p] = blend[((out[p] & 0xff) << 8) | ((value + 0.5) | 0)];
     }
   }
 }
