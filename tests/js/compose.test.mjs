@@ -2,7 +2,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { acrossAxis0Strides, composeSlice, greyTable, reorderAcrossAxis0, sampleTrilinear } from "../../viewer/component/js/compose.js";
+import { acrossAxis0Strides, composeSlice, greyTable, reorderAcrossAxis0 } from "../../viewer/component/js/compose.js";
+import { sampleTrilinear } from "../../viewer/component/js/sampling.js";
 import { gridWalk, invert4, planeLayout, sliceWalk, volumeGeometry } from "../../viewer/component/js/geometry.js";
 
 const ID = [

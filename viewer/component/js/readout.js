@@ -3,7 +3,7 @@
 // and the mask label.
 
 import { voxelIndex, worldOf } from "./geometry.js";
-import { insideGrid, sampleNearest, sampleTrilinear } from "./compose.js";
+import { insideGrid, sampleNearest, sampleTrilinear } from "./sampling.js";
 import { formatRaw } from "./legend.js";
 
 function applyRows(m, p) {
