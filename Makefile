@@ -4,9 +4,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup app test lint bench samples clean
+JS_DIR := viewer/component
+JS_STAMP := $(JS_DIR)/node_modules/.package-lock.json
 
-setup: $(STAMP)
+.PHONY: setup app test lint bench bench-viewer samples clean
+
+setup: $(STAMP) $(JS_STAMP)
+
+# The viewer itself needs no npm package; NiiVue is installed for the side-by-side benchmark only, pinned by
+# viewer/component/package-lock.json (no registry addresses in it; see viewer/component/.npmrc).
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd $(JS_DIR) && npm ci --no-audit --no-fund --ignore-scripts; \
+	else echo "npm not found: NiiVue (benchmark only) not installed"; mkdir -p $(JS_DIR)/node_modules; touch $@; fi
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +38,13 @@ test: lint
 bench: setup
 	$(PY) -m bench
 
+# Every viewer figure of docs/benchmarks.md (real Chromium; a few minutes)
+bench-viewer: setup
+	$(PY) -m bench --viewer-only
+
 samples: setup
 	$(PY) -m sample_data.generate
 	$(PY) -m sample_data.evaluate
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .cache $(JS_DIR)/node_modules

@@ -2,8 +2,10 @@
 
 python -m bench                      # CAM engine on CPU (and GPU if present)
 python -m bench --models vit-96      # a subset
-python -m bench --viewer             # also the browser scrubbing benchmark
+python -m bench --viewer             # also every viewer figure (real Chromium)
+python -m bench --viewer-only        # only the viewer figures (or: make bench-viewer)
 python -m bench --batch              # also cohort runs against a CLI loop, and the cohort table
+python -m bench --batch-only         # only those
 """
 
 from __future__ import annotations
@@ -37,11 +39,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", nargs="*", default=list(cam_speed.MODELS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--viewer", action="store_true", help="also run the browser scrubbing benchmark")
+    parser.add_argument("--viewer", action="store_true", help="also measure the viewer in Chromium")
+    parser.add_argument("--viewer-only", action="store_true", help="only the viewer figures")
     parser.add_argument("--batch", action="store_true", help="also time cohort runs against a CLI loop")
+    parser.add_argument("--batch-only", action="store_true", help="only the cohort figures")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.viewer_only:
+        return viewer_figures(write_docs=not args.no_docs)
+    if args.batch_only:
+        return batch_figures(write_docs=not args.no_docs)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         rows = cam_speed.run_all(device, args.repeats, args.models)
@@ -56,17 +64,32 @@ def main() -> None:
         if not args.no_docs:
             replace_section(f"cam-speed-{device}", body)
     if args.batch:
-        from bench import batch_speed
-
-        body = batch_speed.main()
-        if not args.no_docs:
-            replace_section("batch-speed", body)
+        batch_figures(write_docs=not args.no_docs)
     if args.viewer:
-        from bench import viewer_speed
+        viewer_figures(write_docs=not args.no_docs)
 
-        body = viewer_speed.main()
-        if not args.no_docs:
-            replace_section("viewer-speed", body)
+
+def batch_figures(write_docs: bool = True) -> None:
+    """The cohort section: batch on Ray against a loop of CLI calls, and the cohort table."""
+    from bench import batch_speed
+
+    body = batch_speed.main()
+    if write_docs:
+        replace_section("batch-speed", body)
+
+
+def viewer_figures(write_docs: bool = True) -> None:
+    """The viewer section of docs/benchmarks.md: loads and steps, renderers side by side, NiiVue side by side."""
+    from bench import viewer_niivue, viewer_renderers, viewer_speed
+
+    for section, module in (
+        ("viewer-speed", viewer_speed),
+        ("viewer-renderers", viewer_renderers),
+        ("viewer-niivue", viewer_niivue),
+    ):
+        body = module.main()
+        if body and write_docs:
+            replace_section(section, body)
 
 
 if __name__ == "__main__":

@@ -40,15 +40,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str] | None = None, timeout: float = 120) -> Iterator[str]:
-    """Run `streamlit run app.py` on a free loopback port; yields its URL; always stops it."""
+def streamlit_server(env: dict[str, str] | None = None, timeout: float = 120, script: str = "app.py") -> Iterator[str]:
+    """Run `streamlit run <script>` (app.py, or bench/viewer_demo.py) on a free loopback port; yields its URL."""
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(ROOT / "app.py"),
+        str(ROOT / script),
         "--server.port",
         str(port),
         "--server.address",
@@ -102,7 +102,7 @@ def chromium_page(width: int = 1500, height: int = 1100):
 
 
 def wait_ready(page, version: str | None = None, timeout_ms: int = 180_000) -> None:
-    """Wait until the slice viewer has its arrays and has drawn (optionally a given volume version)."""
+    """LEGACY viewer (viewer.component.legacy, app.py until it moves): wait until it has drawn."""
     condition = "() => window.__camviewer && window.__camviewer.ready"
     if version:
         condition = (
@@ -111,7 +111,7 @@ def wait_ready(page, version: str | None = None, timeout_ms: int = 180_000) -> N
     page.wait_for_function(condition, timeout=timeout_ms)
 
 
-# Scrub N slices in the active (axial) view by keyboard; per step: handler + the next animation frame.
+# LEGACY viewer: scrub N slices in the active (axial) view by keyboard; per step: handler + the next frame.
 SCRUB_JS = """
 async (steps) => {
   const root = document.querySelector('[data-testid="cv-root"]');
@@ -144,3 +144,34 @@ def percentile(values: list[float], q: float) -> float:
     k = (len(ordered) - 1) * q / 100
     lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+@contextmanager
+def static_server(root: Path = ROOT) -> Iterator[str]:
+    """Serve `root` read-only on a free loopback port (for the static benchmark harnesses); yields its URL."""
+    import functools
+    import http.server
+    import threading
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {
+            ".html": "text/html",
+            ".js": "text/javascript",
+            ".json": "application/json",
+            ".gz": "application/gzip",
+            "": "application/octet-stream",
+        }
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", free_port()), functools.partial(Handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -17,7 +17,8 @@ from viewer.windowing import CT_PRESETS, apply_window, auto_window, default_wind
 
 def test_viewer_never_imports_torch_or_explain():
     code = (
-        "import sys, viewer.windowing, viewer.colormap, viewer.display, viewer.figures; "
+        "import sys, viewer.windowing, viewer.colormap, viewer.display, viewer.figures, viewer.publish, "
+        "viewer.status, viewer.nifti, viewer.component; "
         "print(any(m == 'torch' or m.startswith(('torch.', 'explain')) for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,4 +1,6 @@
-"""Compact display copies, published once per content hash for the browser to fetch and cache.
+"""DEPRECATED (replaced by viewer/publish.py; kept while app.py and the legacy component use it).
+
+Compact display copies, published once per content hash for the browser to fetch and cache.
 
 Why files and not component arguments: a component's arguments are re-sent on
 every Streamlit rerun (NiiVue's component moves every volume again on each

@@ -1,4 +1,9 @@
-"""Plotly figures and PNG snapshots from numpy arrays (RAS voxel order, i fastest growing to the right)."""
+"""Plotly figures and PNG snapshots from numpy arrays (RAS voxel order, i fastest growing to the right).
+
+DEPRECATED here: `plane_slice`, `montage`, `views_png` and `cam_3d` restate plane geometry (or draw a 3D view)
+that the browser viewer now owns (viewer/component/js/geometry.js, its compare grid, its PNG export and its 3D
+pane). They stay until app.py stops importing them; `probability_bars` stays.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +44,10 @@ def probability_bars(
 
 
 def plane_slice(volume: np.ndarray, plane: str, index: int, radiological: bool = True) -> np.ndarray:
-    """A 2D slice oriented for display: rows top->bottom = anterior/superior first, as the viewer shows it."""
+    """A 2D slice oriented for display: rows top->bottom = anterior/superior first, as the viewer shows it.
+
+    DEPRECATED: the browser's panes (geometry.js).
+    """
     axis = PLANE_AXIS[plane]
     index = int(np.clip(index, 0, volume.shape[axis] - 1))
     s = np.take(volume, index, axis=axis)  # axial (i, j), coronal (i, k), sagittal (j, k)
@@ -61,7 +69,10 @@ def montage(
     threshold: float = 0.2,
     radiological: bool = True,
 ) -> go.Figure:
-    """The same slice across several maps (e.g. every candidate layer), one shared colour scale 0..1."""
+    """The same slice across several maps (e.g. every candidate layer), one shared colour scale 0..1.
+
+    DEPRECATED: the viewer's compare grid (one pane per map).
+    """
     n = len(maps)
     cols = min(n, 4)
     rows = int(np.ceil(n / cols))
@@ -96,7 +107,10 @@ def cam_3d(
     colourmap: str = "inferno",
     target: int = 48,
 ) -> go.Figure:
-    """The CAM above `threshold` as an isosurface inside a translucent head/body outline (downsampled)."""
+    """The CAM above `threshold` as an isosurface inside a translucent head/body outline (downsampled).
+
+    DEPRECATED: the viewer's 3D pane.
+    """
     small_anat, step = _downsample(anatomy, target)
     small_cam = cam[::step, ::step, ::step]
     grids = np.meshgrid(*[np.arange(n) * step * sp for n, sp in zip(small_anat.shape, spacing)], indexing="ij")
@@ -164,7 +178,10 @@ def views_png(
     radiological: bool = True,
     title: str = "",
 ) -> bytes:
-    """A PNG of the three planes through `crosshair`, at physical aspect, with orientation letters."""
+    """A PNG of the three planes through `crosshair`, at physical aspect, with orientation letters.
+
+    DEPRECATED: the viewer's PNG export (what the user sees).
+    """
     from PIL import Image, ImageDraw
 
     tiles = []
