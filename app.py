@@ -31,6 +31,7 @@ SAMPLE_MODELS = {
     "Sample 3D UNet (lesion segmentation)": ROOT / "sample_data" / "models" / "unet.pt2",
 }
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
+STATIC = ROOT / "static"  # served at app/static/ (server.enableStaticServing)
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
 BATCH_DIR = os.environ.get("CAMVIEWER_BATCH_DIR", "")  # cohort runs (python -m explain batch) to open as worklists
 STAGES = {
@@ -65,6 +66,8 @@ def stores() -> dict:
         "models": ObjectStore(16, max_bytes(), lambda m: sum(p.numel() * 4 for p in m.module.parameters())),
         "requests": ObjectStore(256, 1 << 20, lambda _r: 1),
         "sanity": ObjectStore(256, 1 << 20, lambda _r: 1),
+        "published": ObjectStore(1024, 1 << 20, lambda _r: 1),
+        "sources": ObjectStore(8, max_bytes(), lambda s: len(s) if isinstance(s, bytes) else 0),
         "stats": {"engine_calls": 0},
     }
 
@@ -74,11 +77,13 @@ def volume_from_path(path: str, stamp: str, index: int | None):
     from explain.volumes import load_volume
 
     del stamp  # part of the key only: same path, new content -> reload
-    return _keep(load_volume(path, volume_index=index))
+    return _keep(load_volume(path, volume_index=index), path)
 
 
-def _keep(volume):
+def _keep(volume, source: str | bytes | None = None):
     stores()["volumes"].put(volume.content_hash, volume)
+    if source is not None:  # the file as given, so the viewer can fetch it unchanged (see anatomy())
+        stores()["sources"].put(volume.content_hash, source)
     return volume
 
 
@@ -87,7 +92,7 @@ def volume_from_upload(digest: str, index: int | None, name: str, _raw: bytes):
     from explain.volumes import load_volume_bytes
 
     del digest  # the key; Streamlit never hashes the bytes themselves
-    return _keep(load_volume_bytes(_raw, name, volume_index=index))
+    return _keep(load_volume_bytes(_raw, name, volume_index=index), _raw)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -166,32 +171,18 @@ def volume_choice(volume, file_key: str):
 
 def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dict, dict | None]:
     """Card fields for a model that lacks them; or, ticked on purpose, overrides of its own card."""
-    title = "Preprocessing (fills what the model's card lacks)"
-    with st.sidebar.expander(title, expanded=not has_card):
-        intensity = st.selectbox(
-            "Intensity", ["MR percentile 0.5-99.5", "CT soft tissue", "z-score", "none"], key="pre_intensity"
-        )
+    from explain.cards import FORM_INTENSITIES, form_card
+
+    with st.sidebar.expander("Preprocessing (fills what the model's card lacks)", expanded=not has_card):
+        intensity = st.selectbox("Intensity", list(FORM_INTENSITIES), key="pre_intensity")
+        shape = "1, 96, 96, 96"
         if program_shape is None:
-            shape = st.text_input("Model input shape (C, D, H, W) or (C, H, W)", "1, 96, 96, 96", key="pre_shape")
+            shape = st.text_input("Model input shape (C, D, H, W) or (C, H, W)", shape, key="pre_shape")
         else:  # a .pt2 states its own input shape; the form cannot change a fact about the program
-            shape = ", ".join(map(str, program_shape))
-            st.caption(f"Input shape, from the program: ({shape})")
+            st.caption(f"Input shape, from the program: {tuple(program_shape)}")
         task = st.selectbox("Task", ["classification", "segmentation"], key="pre_task")
         override = has_card and st.checkbox("Override the model's own card with these values", key="pre_override")
-    spec = {
-        "MR percentile 0.5-99.5": {"kind": "percentile", "lower": 0.5, "upper": 99.5},
-        "CT soft tissue": {"kind": "ct_window", "level": 40, "width": 400},
-        "z-score": {"kind": "zscore"},
-        "none": {"kind": "none"},
-    }[intensity]
-    card: dict = {"task": task, "intensity": spec}
-    parts = [s.strip() for s in shape.replace("x", ",").split(",") if s.strip()]
-    if not all(p.isdigit() and len(p) < 6 for p in parts):
-        raise InputError(f"the input shape {plain(shape[:40])} must be whole numbers, like 1, 96, 96, 96")
-    if program_shape is None:
-        card["input_shape"] = [int(p) for p in parts]
-    if len(parts) == 4:
-        card["orientation"] = "RAS"
+    card = form_card(intensity, shape, task, program_shape)
     return card, (card if override else None)
 
 
@@ -294,7 +285,7 @@ def choose_mask(volume, errors: list[str]):
     """An optional mask on the image's grid, for localisation scores (the sample's own lesion mask is offered)."""
     from explain.volumes import safe_name
 
-    st.sidebar.header("4 · Mask (optional)")
+    st.sidebar.header("3 · Mask (optional)")
     try:
         if st.session_state.get("volume_source") == "Sample brain MRI":
             if st.sidebar.checkbox("The sample's lesion mask", key="sample_mask"):
@@ -341,7 +332,7 @@ def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str
     choices, notes = reconcile(asked, model, layers, names, probabilities)
     for key, value in (("w_method", choices.method), ("w_layer", choices.layer), ("w_target", choices.target_name)):
         st.session_state[key] = value
-    st.sidebar.header("3 · Explanation")
+    st.sidebar.header("4 · Explanation")
     st.sidebar.selectbox("Method", valid_methods(model), format_func=method_label, key="w_method")
     if not is_attention(choices.method):
         shapes = {info.name: "x".join(map(str, info.shape)) for info in layers}
@@ -357,31 +348,83 @@ def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str
 
 
 # ----------------------------------------------------------------------------- computation
-def run(page: Page, model, volume, choices: Choices):
-    """The request for these choices, and its explanation (cached by request key)."""
-    from explain.policy import class_names, is_attention
-    from explain.report import append_audit, record
-    from explain.request import compute, make_request
+def make(model, volume, choices: Choices, probabilities):
+    """The request for these choices (defaults resolved by explain.request) and its title."""
+    from explain.policy import class_names, is_attention, request_title
+    from explain.request import make_request
 
-    probabilities = prediction(volume.content_hash, model.identity, model, volume)
     target = class_names(model, len(probabilities)).index(choices.target_name)
     layers = None if is_attention(choices.method) else [choices.layer]
     request = make_request(model, volume, choices.method, layers, target, block=choices.block, head=choices.head)
-    status = st.empty()
-    result, cached = compute(
-        request,
-        model,
-        volume,
-        cache=stores()["cams"],
-        progress=lambda stage: status.caption(f"Computing the map: {STAGES.get(stage, stage)}…"),
-        on_wait=lambda: status.info("Waiting for the device: another computation is running…"),
-    )
-    status.empty()
+    return request, request_title(request.method, request.layers, request.block, choices.target_name)
+
+
+def compute_map(model, volume, request):
+    """Compute (or fetch) a request; the viewer follows the stages through its status file."""
+    from explain.report import append_audit, record
+    from explain.request import compute
+    from viewer.status import write_status
+
+    key = request.key()
+    write_status(STATIC, key, "queued", "preparing the input")
+    stages = {"preprocess": ("queued", "preparing the input")}
+    try:
+        result, cached = compute(
+            request, model, volume, cache=stores()["cams"],
+            progress=lambda stage: write_status(STATIC, key, *stages.get(stage, (stage, ""))),
+            on_wait=lambda: write_status(STATIC, key, "queued", "waiting for the device: another map is computing"),
+        )  # fmt: skip
+    except InputError as e:
+        write_status(STATIC, key, "failed", str(e))
+        raise
     if not cached:
         stores()["stats"]["engine_calls"] += 1
-        append_audit(STATE_DIR / "audit.jsonl", record(request, result, request.layers[0] if layers else "", target))
-    stores()["requests"].put(request.key(), (request, result))
-    return request, result, cached
+        target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+        append_audit(
+            STATE_DIR / "audit.jsonl", record(request, result, request.layers[0] if request.layers else "", target)
+        )
+    stores()["requests"].put(key, (request, result))
+    write_status(STATIC, key, "done", map=published_map(key, shown_map(request, result)))
+    return result, cached
+
+
+def shown_map(request, result):
+    """The map a request asks for (its first layer and target; attention maps have no layer)."""
+    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+    return result.get(request.layers[0] if request.layers else None, target)
+
+
+def published_map(key: str, cam):
+    """A map on its model grid with the affine placing it in the world, written once per key."""
+    from viewer.publish import publish_map
+
+    found = stores()["published"].get(key)
+    if found is None:
+        values = cam.model_map * cam.raw_peak  # raw units, so the readout can show raw values
+        found = stores()["published"].put(key, publish_map(values, cam.model_affine, STATIC, key, peak=cam.raw_peak))
+    return found
+
+
+def anatomy(volume):
+    """The image for the viewer: the uploaded NIfTI as it is when the browser can read it, else a compact copy."""
+    import numpy as np
+
+    from viewer.publish import publish_nifti, publish_volume
+
+    found = stores()["published"].get(f"anatomy:{volume.content_hash}")
+    if found is not None:
+        return found
+    source, published = stores()["sources"].get(volume.content_hash), None
+    if isinstance(source, str) and source.endswith((".nii", ".nii.gz")) and Path(source).is_file():
+        source = Path(source).read_bytes()
+    if isinstance(source, bytes) and volume.n_volumes == 1:
+        published = publish_nifti(source, STATIC, volume.content_hash)
+        same = published is not None and tuple(published.shape) == volume.shape
+        if not (same and np.allclose(np.asarray(published.affine), volume.affine[: len(published.affine)], atol=1e-3)):
+            published = None  # the file's own geometry differs from what we load (4D pick, squeeze): send ours
+    if published is None:
+        published = publish_volume(volume.data, volume.affine, STATIC, volume.content_hash)
+    return stores()["published"].put(f"anatomy:{volume.content_hash}", published)
 
 
 # ----------------------------------------------------------------------------- page
@@ -399,12 +442,15 @@ def main() -> None:
     mask = choose_mask(volume, errors) if volume is not None else None
     for message in errors:
         st.error(message)
-    if volume is None or model is None:
+    if volume is None:
         show_last(page)
         return
     for warning in volume.warnings:
         st.warning(plain(warning))
+    left, right = st.columns([3, 1])
     try:
+        if model is None:
+            raise InputError("choose a model to compute a map; the image is shown meanwhile")
         from explain.policy import check_fit
 
         check_fit(model, volume.ndim, volume.source)
@@ -412,163 +458,163 @@ def main() -> None:
         choices, notes = choose_settings(page, model, probabilities)
         for note in notes:
             st.info(plain(note))
-        request, result, cached = run(page, model, volume, choices)
+        request, title = make(model, volume, choices, probabilities)
+    except InputError as e:
+        if model is not None:
+            st.error(f"The map could not be computed: {plain(e)}")
+        with left:  # anatomy first, and the last map of this image if there is one
+            viewer(page, volume, None, None, mask)
+        return
+    with left:
+        st.markdown(f"**{plain(title)}**", help="method · layer · target class")
+        viewer(page, volume, request, title, mask)
+        if not request.layers or st.button("Compare every layer at this depth (one engine pass)", key="montage"):
+            st.session_state["montage_for"] = request.key() if request.layers else None
+    try:
+        result, cached = compute_map(model, volume, request)
     except InputError as e:
         st.error(f"The map could not be computed: {plain(e)}")
-        show_last(page)
+        st.info("The viewer keeps the last map it showed.")
         return
     page.volume, page.model, page.choices, page.shown = volume.content_hash, model.identity, choices, request.key()
-    show(page, volume, model, request, result, cached)
+    remember(page, request, title)
+    with right:
+        prediction_panel(model, result, shown_map(request, result), cached)
+    exports(volume, model, request, result)
     checks(model, volume, request, result, mask)
+
+
+def viewer(page: Page, volume, request, title: str | None, mask) -> None:
+    """The slice viewer: anatomy now, the map when ready (pending), compare maps, and the mask."""
+    import numpy as np
+
+    from viewer.component import camviewer, camviewer_payload
+    from viewer.publish import publish_labels
+    from viewer.status import pending_map
+
+    maps: list = []
+    if request is not None:
+        found = stores()["requests"].get(request.key())
+        key = request.key()
+        maps.append((title, published_map(key, shown_map(*found))) if found else pending_map(STATIC, key, title))
+        maps += compare_maps(page, volume, request)
+    elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
+        maps.append((page.history[-1][1] if page.history else "last map", published_map(page.shown, shown_map(*found))))
+    labels = None
+    if mask is not None:
+        labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
+    names = {1: "bright lesion", 2: "dark lesion"} if st.session_state.get("sample_mask") else None
+    camviewer(camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=names), key="camviewer")
+
+
+def compare_maps(page: Page, volume, request) -> list:
+    """Earlier maps of this image the user picked, and every layer at this depth when asked: side by side."""
+    out = []
+    others = [h for h in page.history if h[0] != request.key()]
+    picked = st.multiselect(
+        "Compare side by side with earlier maps", others, format_func=lambda h: h[1], max_selections=3,
+        key="compare_pick",
+    )  # fmt: skip
+    for key, other_title in picked:
+        found = stores()["requests"].get(key)
+        if found is not None and found[0].volume == volume.content_hash:
+            out.append((other_title, published_map(key, shown_map(*found))))
+    if st.session_state.get("montage_for") == request.key():
+        out += montage(volume, request)
+    return out
+
+
+def montage(volume, request) -> list:
+    """Every gradient layer at the depth of the one shown, from one engine pass (cached)."""
+    from dataclasses import replace
+
+    from explain.layers import model_layers
+    from explain.policy import gradient_layers, method_label
+
+    model = stores()["models"].get(request.model)
+    depth = request.layers[0].count(".")
+    layers, _ = model_layers(model)
+    same = [n for n in gradient_layers(layers) if n.count(".") == depth][:8]
+    multi = replace(request, layers=tuple(same))
+    result, _ = compute_map(model, volume, multi)
+    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+    out = []
+    for r in result.results:
+        if r.target == target and r.layer != request.layers[0]:
+            title = f"{method_label(r.method)} · {r.layer} · {r.target_name}"
+            out.append((title, published_map(f"{multi.key()}:{r.layer}:{r.target}", r)))
+    return out
+
+
+def prediction_panel(model, result, cam, cached: bool) -> None:
+    from explain.policy import score_word
+    from viewer.figures import probability_bars
+
+    st.subheader("Prediction")
+    st.plotly_chart(probability_bars(result.class_names, result.probabilities, cam.target, score_word(model)))
+    st.metric("Compute", "cached" if cached else f"{result.timings.get('total', 0.0):.2f} s")
+    st.caption(
+        plain(f"model grid {'x'.join(map(str, result.model_grid))} · {result.device} · raw peak {cam.raw_peak:.3g}")
+    )
+    for note in result.warnings + cam.warnings:
+        st.warning(plain(note))
+
+
+def exports(volume, model, request, result) -> None:
+    """The map as NIfTI on the image's own grid, and the JSON report (the viewer exports the PNG it shows)."""
+    from explain.report import report
+    from explain.volumes import nifti_bytes
+
+    cam = shown_map(request, result)
+    st.subheader("Export")
+    c1, c2 = st.columns(2)
+    stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
+    # Built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
+    c1.download_button("Map as NIfTI (the input's grid and affine)", lambda: nifti_bytes(cam.cam, volume.affine),
+                       f"{stem}.nii.gz", mime="application/gzip", key="dl_nifti")  # fmt: skip
+    record = lambda: report(  # noqa: E731 - deferred: built when clicked
+        request, result, cam.layer if request.layers else "", cam.target, volume_name=volume.source,
+        model_name=model.source, model_card=model.card.to_dict(),
+    )  # fmt: skip
+    c2.download_button("JSON report", lambda: json.dumps(record(), indent=2), f"{stem}.json",
+                       mime="application/json", key="dl_json")  # fmt: skip
+    st.caption(f"camviewer {__version__} · engine calls this server: {stores()['stats']['engine_calls']} · "
+               "the PNG of what you see is in the viewer's toolbar")  # fmt: skip
 
 
 def checks(model, volume, request, result, mask) -> None:
     """Localisation against a mask, and the sanity check, for the map on screen (built only when asked for)."""
     from explain.localisation import localise, target_mask
-    from explain.policy import is_attention
     from viewer.panels import localisation_panel, sanity_panel
 
-    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
-    cam = result.get(None if is_attention(request.method) else request.layers[0], target)
+    cam = shown_map(request, result)
     st.subheader("Checks")
     if mask is not None:
-        localisation_panel(localise(cam.cam, target_mask(mask, target), 0.5).to_dict())
+        localisation_panel(localise(cam.cam, target_mask(mask, cam.target), 0.5).to_dict())
     found = stores()["sanity"].get(request.key())
     if found is None and st.button("Run the sanity check: randomise the model block by block, from the top",
                                    key="sanity_run"):  # fmt: skip
         from explain.sanity import cascade
 
         with st.spinner("Randomising blocks and recomputing the map…"):
-            layer = None if is_attention(request.method) else request.layers[0]
-            found = stores()["sanity"].put(
-                request.key(), cascade(model, volume, request.method, layer, target, block=request.block).to_dict()
-            )
+            layer = request.layers[0] if request.layers else None
+            report = cascade(model, volume, request.method, layer, cam.target, block=request.block)
+            found = stores()["sanity"].put(request.key(), report.to_dict())
     if found is not None:
         sanity_panel(found)
 
 
-def show_last(page: Page) -> None:
-    """The last good result, looked up by its keys; said to be the previous one."""
-    found = stores()["requests"].get(page.shown)
-    volume, model = stores()["volumes"].get(page.volume), stores()["models"].get(page.model)
-    if found is None or volume is None or model is None:
-        return
-    st.info("Showing the last successful result.")
-    show(page, volume, model, *found, cached=True)
-
-
-def show(page: Page, volume, model, request, result, cached: bool) -> None:
-    """The viewer, the prediction and the exports, all derived from the request actually shown."""
-    from explain.policy import is_attention, method_label, score_word
-    from explain.volumes import nifti_bytes
-    from viewer.figures import probability_bars
-
-    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
-    cam = result.get(None if is_attention(request.method) else request.layers[0], target)
-    title = f"{method_label(cam.method)} · {cam.layer} · {cam.target_name}"
-    remember(page, request, title)
-    left, right = st.columns([3, 1])
-    with right:
-        st.subheader("Prediction")
-        st.plotly_chart(probability_bars(result.class_names, result.probabilities, cam.target, score_word(model)))
-        st.metric("Compute", "cached" if cached else f"{result.timings.get('total', 0.0):.2f} s")
-        st.caption(plain(f"{title} · model grid {'x'.join(map(str, result.model_grid))} · {result.device}"))
-        for note in result.warnings + cam.warnings:
-            st.warning(plain(note))
-    with left:
-        st.markdown(f"**{plain(title)}**", help="method · layer · target class, as computed")
-        viewer_panel(page, volume, model, request, cam, title)
-    st.subheader("Export")
-    c1, c2 = st.columns(2)
-    stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
-    # Built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
-    c1.download_button(
-        "Map as NIfTI (the input's grid and affine)",
-        lambda: nifti_bytes(cam.cam, volume.affine),
-        f"{stem}.nii.gz",
-        mime="application/gzip",
-        key="dl_nifti",
-    )
-    c2.download_button(
-        "JSON report",
-        lambda: json.dumps(report_for(volume, model, request, result, cam), indent=2),
-        f"{stem}.json",
-        mime="application/json",
-        key="dl_json",
-    )
-    st.caption(f"camviewer {__version__} · engine calls this server: {stores()['stats']['engine_calls']}")
-
-
-def report_for(volume, model, request, result, cam) -> dict:
-    from explain.report import report
-
-    return report(
-        request,
-        result,
-        cam.layer if request.layers else "",
-        cam.target,
-        volume_name=volume.source,
-        model_name=model.source,
-        model_card=model.card.to_dict(),
-    )
-
-
 def remember(page: Page, request, title: str) -> None:
     """Keep the last few maps of this session for side-by-side comparison (keys and titles only)."""
-    entry = (request.key(), title)
-    page.history = [h for h in page.history if h[0] != entry[0]][-7:] + [entry]
+    page.history = [h for h in page.history if h[0] != request.key()][-7:] + [(request.key(), title)]
 
 
-def viewer_panel(page: Page, volume, model, request, cam, title: str) -> None:
-    """The slice viewer with the map and any chosen comparison maps."""
-    from explain.volumes import to_ras
-    from viewer.component import slice_view, view_payload
-    from viewer.display import peak_voxel, publish_anatomy, publish_cam, spacing_of
-    from viewer.windowing import auto_window, default_window
-
-    if volume.ndim != 3:
-        st.info("2D images are shown by the new viewer; this build shows 3D volumes only.")
-        return
-    data_ras, affine_ras = to_ras(volume.data, volume.affine)
-    preset, width, level = default_window(data_ras)
-    auto_width, auto_level = auto_window(data_ras)
-    anatomy = publish_anatomy(data_ras, volume.content_hash, ROOT / "static")
-
-    def published(c, key):
-        cam_ras, _ = to_ras(c.cam, volume.affine)
-        return publish_cam(cam_ras, key, ROOT / "static"), peak_voxel(cam_ras)
-
-    overlay, peak = published(cam, request.key())
-    others = [h for h in page.history if h[0] != request.key()]
-    picked = st.multiselect(
-        "Compare with earlier maps (same slice, same colour scale)",
-        others,
-        format_func=lambda h: h[1],
-        max_selections=3,
-        key="compare_pick",
-    )
-    compare = []
-    for key, other_title in picked:
-        found = stores()["requests"].get(key)
-        if found is not None and found[0].volume == volume.content_hash:
-            other_request, other_result = found
-            target = other_request.targets[0] if isinstance(other_request.targets, tuple) else other_result.predicted
-            other = other_result.get(other_request.layers[0] if other_request.layers else None, target)
-            compare.append((other_title, published(other, key)[0]))
-    payload = view_payload(
-        anatomy,
-        affine_ras,
-        volume.affine,
-        spacing_of(affine_ras),
-        window={"preset": preset, "width": width, "level": level, "auto_width": auto_width, "auto_level": auto_level},
-        version=volume.content_hash,
-        overlay=overlay,
-        raw_peak=cam.raw_peak,
-        overlay_label=title,
-        crosshair=peak,
-        compare=compare,
-    )
-    slice_view(payload, key="slices")
+def show_last(page: Page) -> None:
+    """With no image chosen, the last image and map of this session, said to be the previous ones."""
+    volume = stores()["volumes"].get(page.volume)
+    if volume is not None and stores()["requests"].get(page.shown) is not None:
+        st.info("Showing the last successful result.")
+        viewer(page, volume, None, None, None)
 
 
 def run_page() -> None:

@@ -220,3 +220,30 @@ def _cross_checks(card: dict[str, Any], budget_bytes: int | None) -> list[str]:
         if need > limit:
             problems.append(f"`input_shape` {list(shape)} would need about {mib(need)}, over the {mib(limit)} limit")
     return problems
+
+
+# The preprocessing form of the page: its choices and the card fields they mean.
+FORM_INTENSITIES = {
+    "MR percentile 0.5-99.5": {"kind": "percentile", "lower": 0.5, "upper": 99.5},
+    "CT soft tissue": {"kind": "ct_window", "level": 40, "width": 400},
+    "z-score": {"kind": "zscore"},
+    "none": {"kind": "none"},
+}
+
+
+def form_card(intensity: str, shape_text: str, task: str, program_shape: tuple[int, ...] | None) -> dict[str, Any]:
+    """The card a form describes. A program's own input shape is a fact the form does not restate."""
+    if intensity not in FORM_INTENSITIES:
+        raise InputError(f"unknown intensity choice {intensity[:40]!r}")
+    card: dict[str, Any] = {"task": task, "intensity": dict(FORM_INTENSITIES[intensity])}
+    if program_shape is not None:
+        spatial = len(program_shape) - 1
+    else:
+        parts = [s.strip() for s in shape_text.replace("x", ",").split(",") if s.strip()]
+        if not parts or not all(p.isdigit() and len(p) < 6 for p in parts):
+            raise InputError(f"the input shape {shape_text[:40]!r} must be whole numbers, like 1, 96, 96, 96")
+        card["input_shape"] = [int(p) for p in parts]
+        spatial = len(parts) - 1
+    if spatial == 3:
+        card["orientation"] = "RAS"
+    return card

@@ -143,3 +143,14 @@ def reconcile(
         target = fallback
     out = replace(choices, method=method, layer=layer, target_name=target, block=block)
     return out, notes
+
+
+def request_title(method: str, layers: tuple[str, ...], block: int | None, target_name: str) -> str:
+    """'Grad-CAM · features.block3 · bright lesion': what a map is, known before it is computed."""
+    if method == "vit-attention":
+        where = f"block {block}"
+    elif method == "vit-rollout":
+        where = "all blocks"
+    else:
+        where = ", ".join(layers)
+    return f"{method_label(method)} · {where} · {target_name}"

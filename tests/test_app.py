@@ -45,19 +45,30 @@ def _decode(url: str, dtype) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype)
 
 
-def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_mask):
+def _shown_map(at: AppTest) -> dict:
+    """The first map in the viewer's payload: published, or pending (then its status file says where it went)."""
+    entry = _payload(at)["maps"][0]
+    if "status_url" in entry:
+        key = entry["status_url"]
+        status = json.loads((ROOT / key.removeprefix("app/")).read_text())
+        assert status["stage"] == "done", status
+        return {"title": entry["title"], **status["map"]}
+    return entry
+
+
+def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_case, sample_mask):
     at = _app(tmp_path, monkeypatch)
     assert not at.exception and not at.error
-    payload = _payload(at)
-    assert payload["overlay"] is not None and payload["anatomy"]["dtype"] == "int16"
-    shape = payload["anatomy"]["shape"]
-    cam = _decode(payload["overlay"]["url"], np.uint8).reshape(shape[::-1]).transpose(2, 1, 0)  # i fastest
-    # The peak is 1.0 on the model grid; resampled to the 1 mm grid it stays within a few levels of it.
-    assert cam.max() >= 245
-    # The sample volume is RAS already, so the display copy is in file order: the peak is in the lesion.
-    peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    shown = _shown_map(at)
+    # The map travels at the model grid (64^3 uint8, well under 1 MB) with the affine placing it in the world.
+    assert shown["shape"] == [64, 64, 64] and shown["dtype"] == "uint8" and shown["nbytes"] < 1_000_000
+    values = _decode(shown["url"], np.uint8).reshape(shown["shape"][::-1]).transpose(2, 1, 0)  # i fastest
+    assert values.max() == 255
+    peak = np.array([*np.unravel_index(int(np.argmax(values)), values.shape), 1.0])
+    world = np.asarray(shown["affine"]) @ peak if len(shown["affine"]) == 4 else None
+    voxel = np.round(np.linalg.inv(sample_case.affine) @ world).astype(int)[:3]
     target = {"bright lesion": 1, "dark lesion": 2}[at.sidebar.selectbox(key="w_target").value]
-    assert sample_mask[peak] == target, f"peak {peak} is not in lesion {target}"
+    assert sample_mask[tuple(voxel)] == target, f"the map's peak lands at voxel {voxel}, not in lesion {target}"
     # The page sends only metadata per rerun: no array is inlined in the payload.
     assert len(_component(at).proto.json) < 40_000
 
@@ -68,11 +79,11 @@ def test_change_method_and_layer(tmp_path, monkeypatch):
     assert "Grad-CAM++" in methods and "ViT attention" not in methods  # only valid methods for a CNN
     at.sidebar.selectbox(key="w_method").set_value("gradcampp").run()
     assert not at.exception
-    assert "Grad-CAM++" in _payload(at)["overlay_label"]
+    assert "Grad-CAM++" in _shown_map(at)["title"]
     layers = at.sidebar.selectbox(key="w_layer").options
     other = next(option for option in layers if option.startswith("features.block2 "))
     at.sidebar.selectbox(key="w_layer").set_value(other.split()[0]).run()
-    assert not at.exception and "features.block2" in _payload(at)["overlay_label"]
+    assert not at.exception and "features.block2" in _shown_map(at)["title"]
 
 
 def test_vit_offers_attention_methods(tmp_path, monkeypatch):
@@ -81,7 +92,7 @@ def test_vit_offers_attention_methods(tmp_path, monkeypatch):
     assert "ViT rollout" in at.sidebar.selectbox(key="w_method").options
     at.sidebar.selectbox(key="w_method").set_value("vit-rollout").run()
     assert not at.exception and not at.error
-    assert "ViT rollout" in _payload(at)["overlay_label"]
+    assert "ViT rollout" in _shown_map(at)["title"]
 
 
 def test_returning_to_an_earlier_choice_does_not_recompute(tmp_path, monkeypatch):
