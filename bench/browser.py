@@ -101,42 +101,6 @@ def chromium_page(width: int = 1500, height: int = 1100):
             browser.close()
 
 
-def wait_ready(page, version: str | None = None, timeout_ms: int = 180_000) -> None:
-    """LEGACY viewer (viewer.component.legacy, app.py until it moves): wait until it has drawn."""
-    condition = "() => window.__camviewer && window.__camviewer.ready"
-    if version:
-        condition = (
-            f"() => window.__camviewer && window.__camviewer.ready && window.__camviewer.version === '{version}'"
-        )
-    page.wait_for_function(condition, timeout=timeout_ms)
-
-
-# LEGACY viewer: scrub N slices in the active (axial) view by keyboard; per step: handler + the next frame.
-SCRUB_JS = """
-async (steps) => {
-  const root = document.querySelector('[data-testid="cv-root"]');
-  root.focus();
-  const times = [];
-  for (let n = 0; n < steps; n++) {
-    const t0 = performance.now();
-    root.dispatchEvent(new KeyboardEvent('keydown', {key: n < steps / 2 ? 'ArrowUp' : 'ArrowDown', bubbles: true}));
-    await new Promise(requestAnimationFrame);
-    times.push(performance.now() - t0);
-  }
-  return times;
-}
-"""
-
-SET_RANGE_JS = """
-([testid, value]) => {
-  const input = document.querySelector(`[data-testid="${testid}"]`);
-  input.value = String(value);
-  input.dispatchEvent(new Event('input', {bubbles: true}));
-  return input.value;
-}
-"""
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

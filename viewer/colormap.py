@@ -32,20 +32,3 @@ def lut(name: str) -> np.ndarray:
     if name not in scales:
         raise ValueError(f"unknown colour map {name!r}; choose one of {NAMES}")
     return _from_plotly(scales[name])
-
-
-def plotly_scale(name: str) -> list[list]:
-    """The same table as a plotly colorscale (for figures)."""
-    table = lut(name)
-    return [[i / 255, f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(table) if i % 15 == 0 or i == 255]
-
-
-def blend(
-    grey: np.ndarray, cam: np.ndarray, name: str = "inferno", opacity: float = 0.5, threshold: float = 0.2
-) -> np.ndarray:
-    """Grey uint8 (H, W) + CAM in [0, 1] (H, W) -> RGB uint8 (H, W, 3); below threshold shows anatomy only."""
-    table = lut(name)
-    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
-    colour = table[np.clip((cam * 255).round(), 0, 255).astype(np.uint8)].astype(np.float32)
-    alpha = np.where(cam >= max(threshold, 1e-6), opacity, 0.0)[..., None]
-    return (rgb * (1 - alpha) + colour * alpha).round().astype(np.uint8)

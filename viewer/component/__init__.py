@@ -15,7 +15,6 @@ import streamlit as st
 
 from viewer.colormap import NAMES
 from viewer.component.assets import publish_assets
-from viewer.component.legacy import slice_view, view_payload  # noqa: F401  (deprecated; app.py until integration)
 from viewer.publish import Published
 
 _HERE = Path(__file__).parent
