@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--local", type=int, default=24, help="3D lesion cases per set for localisation")
     parser.add_argument("--chest-cases", type=int, default=200, help="2D cases per set (half with a nodule)")
     parser.add_argument("--chest-local", type=int, default=40, help="2D nodule cases per set for localisation")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--dir", type=Path, default=HERE, help="sample folder: models/ in, models/evaluation.json out")
     args = parser.parse_args(argv)
     if args.threads:

@@ -37,7 +37,7 @@ def _hits(r: dict | None) -> str:
     return "n/a" if r is None else f"{r['hit_rate']:.0%} ({r['hits']}/{r['cases']})"
 
 
-def _set_tables(sets: dict, models: list[str], lines: list[str]) -> None:
+def _set_tables(sets: dict, models: list[str], lines: list[str], methods: dict[str, str]) -> None:
     names = list(sets)
     lines += ["| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for model in models:
@@ -52,17 +52,13 @@ def _set_tables(sets: dict, models: list[str], lines: list[str]) -> None:
         if any("skipped" in entry for entry in local):
             lines.append(f"| {TITLES[model]} | all | " + " | ".join("not run" for _ in names) + " |")
             continue
-        for method, label in METHODS.items():
+        for method, label in methods.items():
             if method in local[0]:
                 lines.append(f"| {TITLES[model]} | {label} | " + " | ".join(_hits(e.get(method)) for e in local) + " |")
 
 
-def markdown(models_dir: Path) -> str:
-    """The sample-model section: training cost, held-out scores and localisation per set, CNN gradient scale."""
-    training = json.loads((models_dir / "training_report.json").read_text())
-    evaluation = json.loads((models_dir / "evaluation.json").read_text())
+def _training_table(training: dict) -> list[str]:
     lines = [
-        "Measured by `make samples` (`python -m sample_data.generate`, then `python -m sample_data.evaluate`).",
         "",
         "Training (seeded, CPU; wall and process-CPU seconds on a shared 2-core machine, so wall time varies "
         "with what else ran):",
@@ -77,44 +73,54 @@ def markdown(models_dir: Path) -> str:
                 f"| {title} | {t['steps']} x {t['batch']} | {t['train_cases']} | {t['train_seconds']:.0f} | "
                 f"{t['train_cpu_seconds']:.0f} | {t['torch_threads']} |"
             )
+    return lines
+
+
+def _gradient_scale(scale: dict) -> list[str]:
+    g = scale["d_logit_d_activation"]
+    return [
+        "",
+        f"3D CNN on the bundled case, at `{scale['layer']}`: logits "
+        + ", ".join(f"{k} {v:.2f}" for k, v in scale["logits"].items())
+        + "; max |d logit / d activation| "
+        + ", ".join(f"{k} {v['max_abs']:.2e}" for k, v in g.items())
+        + "; raw Grad-CAM peak "
+        + ", ".join(f"{k} {v:.2e}" for k, v in scale["gradcam_raw_peak"].items())
+        + ".",
+    ]
+
+
+def markdown(models_dir: Path, full: bool = True) -> str:
+    """The sample-model section: training cost, held-out scores and localisation per set, CNN gradient scale.
+
+    `full=False` (for the README): scores, and localisation by Grad-CAM and the ViT's own maps only.
+    """
+    training = json.loads((models_dir / "training_report.json").read_text())
+    evaluation = json.loads((models_dir / "evaluation.json").read_text())
+    methods = METHODS if full else {m: METHODS[m] for m in ("gradcam", "vit-attention", "vit-rollout")}
+    lines = ["Measured by `make samples` (`python -m sample_data.generate`, then `python -m sample_data.evaluate`)."]
+    if full:
+        lines += _training_table(training)
     brain = evaluation.get("brain")
     if brain:
         lines += ["", "3D held-out sets: " + "; ".join(f"**{s}** ({v['description']})" for s, v in brain.items()), ""]
-        _set_tables(brain, ["cnn", "vit", "unet"], lines)
+        _set_tables(brain, ["cnn", "vit", "unet"], lines, methods)
     chest = evaluation.get("chest")
     if chest:
         lines += ["", "2D held-out sets: " + "; ".join(f"**{s}** ({v['description']})" for s, v in chest.items()), ""]
-        _set_tables({s: {"results": {"chest": v["results"]}} for s, v in chest.items()}, ["chest"], lines)
-        skipped = next(
-            (
-                v["results"]["localisation"]["skipped"]
-                for v in chest.values()
-                if "skipped" in v["results"]["localisation"]
-            ),
-            None,
-        )
-        if skipped:
-            lines += ["", f"2D localisation was not run: {skipped}"]
-    scale = evaluation.get("cnn_gradient_scale")
-    if scale:
-        g = scale["d_logit_d_activation"]
-        lines += [
-            "",
-            f"3D CNN on the bundled case, at `{scale['layer']}`: logits "
-            + ", ".join(f"{k} {v:.2f}" for k, v in scale["logits"].items())
-            + "; max |d logit / d activation| "
-            + ", ".join(f"{k} {v['max_abs']:.2e}" for k, v in g.items())
-            + "; raw Grad-CAM peak "
-            + ", ".join(f"{k} {v:.2e}" for k, v in scale["gradcam_raw_peak"].items())
-            + ".",
-        ]
+        _set_tables({s: {"results": {"chest": v["results"]}} for s, v in chest.items()}, ["chest"], lines, methods)
+        skipped = [v["results"]["localisation"].get("skipped") for v in chest.values()]
+        if any(skipped):
+            lines += ["", f"2D localisation was not run: {next(s for s in skipped if s)}"]
+    if full and evaluation.get("cnn_gradient_scale"):
+        lines += _gradient_scale(evaluation["cnn_gradient_scale"])
     return "\n".join(lines) + "\n"
 
 
 def write_docs(sample_dir: Path) -> None:
-    """Refresh the sample-model sections of README.md and docs/benchmarks.md."""
-    body = markdown(sample_dir / "models")
+    """Refresh the sample-model sections of README.md (short) and docs/benchmarks.md (full)."""
     pattern = re.compile(r"(<!-- sample-models:start -->\n).*?(<!-- sample-models:end -->)", re.S)
-    for path in (sample_dir.parent / "README.md", sample_dir.parent / "docs" / "benchmarks.md"):
+    for path, full in ((sample_dir.parent / "README.md", False), (sample_dir.parent / "docs" / "benchmarks.md", True)):
+        body = markdown(sample_dir / "models", full)
         text = path.read_text()
-        path.write_text(pattern.sub(lambda m: m.group(1) + body + m.group(2), text))
+        path.write_text(pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text))
