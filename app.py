@@ -21,15 +21,10 @@ import streamlit as st
 from explain import __version__
 from explain.errors import InputError
 from explain.policy import Choices
+from explain.samples import SAMPLE_CASES, SAMPLE_MODELS
 from viewer.text import plain
 
 ROOT = Path(__file__).resolve().parent
-SAMPLE_CASE = ROOT / "sample_data" / "case_brain" / "t1_lesions.nii.gz"
-SAMPLE_MODELS = {
-    "Sample 3D CNN (lesion classifier)": ROOT / "sample_data" / "models" / "cnn.pt2",
-    "Sample 3D ViT (lesion classifier)": ROOT / "sample_data" / "models" / "vit.pt2",
-    "Sample 3D UNet (lesion segmentation)": ROOT / "sample_data" / "models" / "unet.pt2",
-}
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
 STATIC = ROOT / "static"  # served at app/static/ (server.enableStaticServing)
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
@@ -123,12 +118,13 @@ def choose_volume(errors: list[str]):
     from explain.volumes import safe_name
 
     st.sidebar.header("1 · Image")
-    sources = ["Sample brain MRI", "Upload an image"] + (["Case folder"] if CASE_DIR else [])
+    sources = [*SAMPLE_CASES, "Upload an image"] + (["Case folder"] if CASE_DIR else [])
     sources += ["Worklist (cohort run)"] if BATCH_DIR else []
-    source = st.sidebar.radio("Source", sources, key="volume_source")
+    source = st.sidebar.radio("Source", sources, key="volume_source", on_change=match_sample_model)
     try:
-        if source == "Sample brain MRI":
-            return volume_from_path(str(SAMPLE_CASE), str(SAMPLE_CASE.stat().st_mtime), None)
+        if source in SAMPLE_CASES:
+            path = SAMPLE_CASES[source].image
+            return volume_from_path(str(path), str(path.stat().st_mtime), None)
         if source.startswith("Worklist"):
             return None  # main() opens cases from the worklist instead
         if source == "Case folder":
@@ -150,6 +146,15 @@ def choose_volume(errors: list[str]):
     except InputError as e:
         errors.append(f"This image could not be opened: {plain(e)}")
     return None
+
+
+def match_sample_model() -> None:
+    """Opening a sample case with a bundled model of the other dimension switches to the case's own model."""
+    from explain.samples import sample_model_for
+
+    switch = sample_model_for(st.session_state.get("volume_source"), st.session_state.get("model_source"))
+    if switch is not None:
+        st.session_state["model_source"] = switch
 
 
 def chosen_index(file_key: str) -> int | None:
@@ -287,10 +292,10 @@ def choose_mask(volume, errors: list[str]):
 
     st.sidebar.header("3 · Mask (optional)")
     try:
-        if st.session_state.get("volume_source") == "Sample brain MRI":
+        case = SAMPLE_CASES.get(st.session_state.get("volume_source"))
+        if case is not None:
             if st.sidebar.checkbox("The sample's lesion mask", key="sample_mask"):
-                path = SAMPLE_CASE.with_name("lesion_mask.nii.gz")
-                return volume_from_path(str(path), str(path.stat().st_mtime), None).data
+                return volume_from_path(str(case.mask), str(case.mask.stat().st_mtime), None).data
             return None
         upload = st.sidebar.file_uploader("A mask on the same grid as the image", key="mask_upload")
         if upload is None:
@@ -503,7 +508,8 @@ def viewer(page: Page, volume, request, title: str | None, mask) -> None:
     labels = None
     if mask is not None:
         labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
-    names = {1: "bright lesion", 2: "dark lesion"} if st.session_state.get("sample_mask") else None
+    case = SAMPLE_CASES.get(st.session_state.get("volume_source"))
+    names = case.mask_names if case is not None and st.session_state.get("sample_mask") else None
     camviewer(camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=names), key="camviewer")
 
 

@@ -73,6 +73,31 @@ def test_sample_case_shows_a_map_over_the_lesion(tmp_path, monkeypatch, sample_c
     assert len(_component(at).proto.json) < 40_000
 
 
+def test_chest_radiograph_opens_with_its_2d_model_and_the_map_is_on_the_nodule(tmp_path, monkeypatch):
+    """Opening the 2D sample switches a bundled 3D model to the 2D one; the map's peak is in the nodule mask."""
+    from PIL import Image
+
+    at = _app(tmp_path, monkeypatch)
+    at.sidebar.radio(key="volume_source").set_value("Sample chest radiograph").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.sidebar.radio(key="model_source").value.startswith("Sample 2D CNN")
+    assert any("not a medical device" in c.value for c in at.sidebar.caption)  # the card's description
+    shown = _shown_map(at)
+    assert shown["title"].endswith("· nodule") and len(shown["shape"]) == 2
+    values = _decode(shown["url"], np.uint8).reshape(shown["shape"][::-1]).T  # i (column) fastest
+    peak = np.array([*np.unravel_index(int(np.argmax(values)), values.shape), 0.0, 1.0])
+    affine = np.asarray(shown["affine"])
+    world = affine @ peak if affine.shape == (4, 4) else np.r_[affine[:2, :2] @ peak[:2] + affine[:2, 2], 0.0, 1]
+    column, row = np.round(np.linalg.inv(np.diag([-1.0, -1.0, 1.0, 1.0])) @ world).astype(int)[:2]
+    mask = np.asarray(Image.open(SAMPLE / "case_chest" / "nodule_mask.png"))  # rows x columns
+    assert mask[row, column] == 1, f"the map's peak lands at column {column}, row {row}, outside the nodule"
+    at.sidebar.checkbox(key="sample_mask").check().run()
+    assert not at.exception and _payload(at)["mask"]["names"] == {"1": "nodule"}
+    # The other way round: a 3D model on the radiograph is refused in one sentence, and nothing breaks.
+    at.sidebar.radio(key="model_source").set_value("Sample 3D CNN (lesion classifier)").run()
+    assert not at.exception and len(at.error) == 1 and "2D" in at.error[0].value
+
+
 def test_change_method_and_layer(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
     methods = at.sidebar.selectbox(key="w_method").options

@@ -145,3 +145,32 @@ def test_while_one_user_computes_the_other_keeps_a_responsive_view(server):
             busy.get_by_text(re.compile("learned")).first.wait_for(timeout=300_000)  # either verdict
         finally:
             browser.close()
+
+
+def test_chest_radiograph_sample_map_sits_on_the_nodule(server):
+    """The 2D sample: one pane, the radiograph as stored (row 0 on top), the nodule's map warm over the nodule."""
+    import json
+
+    nodule = json.loads((SAMPLE / "case_chest" / "lesions.json").read_text())["lesions"][0]
+    with chromium_page(1500, 1100) as page:
+        _open(page, server)
+        page.locator('[data-testid="stSidebar"]').get_by_text("Sample chest radiograph").click()
+        page.wait_for_function(
+            "() => { const s = document.querySelector('[data-testid=\"stMainBlockContainer\"] strong'); "
+            "return s && s.innerText.endsWith('· nodule'); }",
+            timeout=240_000,
+        )
+        _map_on_screen(page)
+        page.wait_for_function(  # the 2D image replaced the brain: one pane
+            "() => document.querySelectorAll('.cv-grid .cv-pane:not([hidden])').length === 1", timeout=60_000
+        )
+        page.wait_for_timeout(600)
+        rgb = stage_pixels(page, "image")
+        h, w = rgb.shape[:2]
+        scale = min(w / 256, h / 256)  # 256 x 256 pixels of 1 mm
+        x0, y0 = (w - 256 * scale) / 2, (h - 256 * scale) / 2
+        column, row = nodule["center_ij"]
+        hot = warm(rgb, border=4)
+        assert hot.sum() > 50, "no map on the radiograph"
+        distance = np.hypot(*np.subtract(centroid(hot), (x0 + (column + 0.5) * scale, y0 + (row + 0.5) * scale)))
+        assert distance <= (nodule["radius_mm"] + 6) * scale, (centroid(hot), distance / scale)

@@ -69,7 +69,9 @@ def test_cnn_gradcam_peaks_inside_the_right_lesion_and_not_the_other(sample_mode
     peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
     assert sample_mask[peak] == target, f"peak {peak} is in label {sample_mask[peak]}, not {target}"
     assert cam[sample_mask == target].mean() > 100 * cam[sample_mask == 0].mean()
-    if target == 2:  # the dark-lesion map stays low on the bright lesion (measured: at most about a quarter of its peak)
+    if (
+        target == 2
+    ):  # the dark-lesion map stays low on the bright lesion (measured: at most about a quarter of its peak)
         assert cam[sample_mask == 1].max() < 0.5
     assert 1e-3 < result.raw_peak < 1e2, f"raw Grad-CAM peak {result.raw_peak:.3g}: logits saturated?"
 
