@@ -193,9 +193,9 @@ def _sanity(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
     print(f"{report.method} at {report.layer}, target {report.target}")
-    print(f"{'randomised block':40s} {'Spearman':>9s} {'SSIM':>7s}")
+    print(f"{'randomised block':40s} {'Spearman':>9s} {'signed':>7s} {'SSIM':>7s}")
     for step in report.steps:
-        print(f"{step.block:40s} {step.spearman:9.3f} {step.ssim:7.3f}")
+        print(f"{step.block:40s} {step.spearman:9.3f} {step.signed_spearman:7.3f} {step.ssim:7.3f}")
     print(report.verdict)
     return 0
 

@@ -41,9 +41,17 @@ def is_attention(method: str) -> bool:
 
 
 def valid_methods(model: LoadedModel) -> list[str]:
-    """Gradient methods always; attention methods for ViT classifiers only."""
+    """Gradient methods always; attention methods for ViT classifiers only. The first is the default.
+
+    Segmentation starts with HiResCAM: Grad-CAM averages the gradient over the whole grid, which for a dense
+    output mixes every voxel's evidence (on the sample UNet its map is zero everywhere; docs/decisions.md).
+    """
     vit = is_vit(model.module) and model.card.task == "classification"
-    return [m for m in ALL_METHODS if m in GRADIENT_METHODS or vit]
+    methods = [m for m in ALL_METHODS if m in GRADIENT_METHODS or vit]
+    if model.card.task == "segmentation" and "hirescam" in methods:
+        methods.remove("hirescam")
+        methods.insert(0, "hirescam")
+    return methods
 
 
 def method_label(method: str) -> str:

@@ -31,8 +31,9 @@ DEPENDS_BELOW = 0.3
 @dataclass(frozen=True)
 class SanityStep:
     block: str  # the block randomised at this step (all blocks above it already are)
-    spearman: float
+    spearman: float  # of absolute values, as Adebayo et al. report and the verdict reads
     ssim: float
+    signed_spearman: float  # of the signed maps: negative when randomising flipped the map's sign
 
 
 @dataclass
@@ -56,9 +57,15 @@ class SanityReport:
                 f"the map depends on the learned weights: randomising {first.block!r} drops its rank "
                 f"correlation to {first.spearman:.2f}"
             )
+        flipped = (
+            f" (its sign flipped, signed rank correlation {first.signed_spearman:.2f}, so the part shown moved)"
+            if first.signed_spearman < 0
+            else ""
+        )
         return (
             f"it does not: with {first.block!r} randomised the map keeps a rank correlation of "
-            f"{first.spearman:.2f} with the original, so it barely reflects what the model learned there"
+            f"{first.spearman:.2f} in magnitude with the original{flipped}, so it barely reflects what the model "
+            "learned there"
         )
 
     def to_dict(self) -> dict:
@@ -158,6 +165,7 @@ def cascade(
                 name,
                 spearman(np.abs(original.raw_map), np.abs(changed.raw_map)),
                 ssim(original.model_map, changed.model_map),
+                spearman(original.raw_map, changed.raw_map),
             )
         )
     return report

@@ -132,7 +132,7 @@ SPECS = {
         "The CLS token classifies; the position embedding holds the template, so it expects MNI152-space images.",
     ),
     "unet": Spec(
-        (64, 64, 64), 480, TrainConfig(800, 3e-3, crop=32, crop_lesion=0.5), "model.1.submodule.1", "segmentation",
+        (64, 64, 64), 480, TrainConfig(800, 3e-3, crop=32, crop_lesion=0.5), "model.0", "segmentation",
         "3D lesion segmentation (MONAI UNet)", BRAIN, fit_unet,
         "It subtracts a stored reference (the mean lesion-free training input), so it expects MNI152-space images.",
     ),

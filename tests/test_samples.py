@@ -73,27 +73,38 @@ def test_cnn_gradcam_peaks_inside_the_right_lesion_and_not_the_other(sample_mode
         target == 2
     ):  # the dark-lesion map stays low on the bright lesion (measured: at most about a quarter of its peak)
         assert cam[sample_mask == 1].max() < 0.5
-    assert 1e-3 < result.raw_peak < 1e2, f"raw Grad-CAM peak {result.raw_peak:.3g}: logits saturated?"
+    # Saturated logits (the previous model) gave peaks of 2e-12 and 5e-8; one hot cell of 4096 gives about 1e-3.
+    assert 1e-5 < result.raw_peak < 1e2, f"raw Grad-CAM peak {result.raw_peak:.3g}: logits saturated?"
 
 
 @pytest.mark.parametrize("method", ["gradcampp", "hirescam", "layercam"])
-def test_cnn_other_methods_concentrate_on_the_lesions(sample_models, sample_case, sample_mask, method):
-    """Measured behaviour, kept honest: the mass is on the lesions (the peak cell can sit on a lesion's rim)."""
+def test_cnn_other_methods_find_the_bright_lesion(sample_models, sample_case, sample_mask, method):
+    """Measured behaviour, kept honest. The bright map peaks in the bright lesion for every method. A lesion
+    logit is the maximum over cells, so its gradient reaches one cell: HiResCAM and LayerCAM (gradient times
+    activation, cell by cell) show that one cell, which for the dark lesion sits beside it (measured: mean 0.000
+    inside); the held-out hit rates are in docs/benchmarks.md."""
     result = explain(sample_models["cnn"], sample_case, method, target="all")
-    for target in (1, 2):
-        cam = result.get(target=target).cam
-        assert cam[sample_mask > 0].mean() > 10 * cam[sample_mask == 0].mean()
     bright = result.get(target=1).cam
     assert sample_mask[np.unravel_index(int(np.argmax(bright)), bright.shape)] == 1
+    assert bright[sample_mask == 1].mean() > 3 * bright[sample_mask == 0].mean()
+    if method == "gradcampp":  # weights from the whole grid: both lesions' maps carry their lesion
+        dark = result.get(target=2).cam
+        assert dark[sample_mask == 2].mean() > 3 * dark[sample_mask == 0].mean()
 
 
 @pytest.mark.parametrize("target", [1, 2])
 def test_unet_segmentation_target_peaks_in_its_lesion(sample_models, sample_case, sample_mask, target):
-    """The class logit summed over its own predicted mask points at that lesion, bright and dark alike."""
-    result = explain(sample_models["unet"], sample_case, "gradcam", target=target)
-    assert result.task == "segmentation" and result.probabilities[target] > 0
+    """The class logit summed over its own predicted mask points at that lesion, bright and dark alike, with the
+    page's defaults for a segmentation model (HiResCAM at the card's layer)."""
+    from explain.policy import valid_methods
+
+    unet = sample_models["unet"]
+    method = valid_methods(unet)[0]
+    result = explain(unet, sample_case, method, target=target)
+    assert method == "hirescam" and result.task == "segmentation" and result.probabilities[target] > 0
     cam = result.get(target=target).cam
     assert sample_mask[np.unravel_index(int(np.argmax(cam)), cam.shape)] == target
+    assert cam[sample_mask == target].mean() > 100 * cam[sample_mask == 0].mean()
 
 
 def test_chest_gradcam_peaks_inside_the_nodule(chest_model, chest_case):
@@ -137,3 +148,22 @@ def test_generator_still_runs(tmp_path):
         assert load_model(path).card.input_shape == (1, *spec.shape) and archive_problems(path) == []
     assert (tmp_path / "case_brain" / "lesion_mask.nii.gz").exists()
     assert (tmp_path / "case_chest" / "chest_xray.png").exists()
+
+
+def test_sample_cnn_maps_under_cascading_randomisation(sample_models, sample_case):
+    """Adebayo et al.'s check on the bundled CNN, bright-lesion target (figures in docs/benchmarks.md).
+
+    Grad-CAM at `features.block3` is a linear mix of that block's features weighted by the head's gradient, so a
+    random head mostly flips its sign: the magnitude ranks survive (the issue's bar of 0.3 is not met) while the
+    signed ranks and the structure do not; randomising block3 as well leaves nothing. Grad-CAM++ drops at once.
+    """
+    from explain.sanity import cascade
+
+    cnn = sample_models["cnn"]
+    gradcam = cascade(cnn, sample_case, "gradcam", "features.block3", 1, max_steps=2, device="cpu")
+    head, block3 = gradcam.steps
+    assert head.block == "evidence" and head.signed_spearman < 0 and head.ssim < 0.3
+    assert abs(block3.spearman) < 0.3
+    assert "sign flipped" in gradcam.verdict if not gradcam.depends_on_weights else head.spearman < 0.3
+    plus = cascade(cnn, sample_case, "gradcampp", "features.block3", 1, max_steps=1, device="cpu")
+    assert plus.steps[0].spearman < 0.3 and plus.depends_on_weights

@@ -52,6 +52,8 @@ def sanity_figure(report: dict) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=blocks, y=[s["spearman"] for s in report["steps"]], mode="lines+markers",
                              name="Spearman (|raw map|)"))  # fmt: skip
+    fig.add_trace(go.Scatter(x=blocks, y=[s["signed_spearman"] for s in report["steps"]], mode="lines+markers",
+                             name="Spearman (signed)", line_dash="dash"))  # fmt: skip
     fig.add_trace(go.Scatter(x=blocks, y=[s["ssim"] for s in report["steps"]], mode="lines+markers", name="SSIM"))
     fig.add_hline(y=0.3, line_dash="dot", annotation_text="0.3", line_color="#888")
     fig.update_layout(
