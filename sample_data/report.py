@@ -93,11 +93,12 @@ def _gradient_scale(scale: dict) -> list[str]:
 def markdown(models_dir: Path, full: bool = True) -> str:
     """The sample-model section: training cost, held-out scores and localisation per set, CNN gradient scale.
 
-    `full=False` (for the README): scores, and localisation by Grad-CAM and the ViT's own maps only.
+    `full=False` (for the README): scores, and localisation by Grad-CAM, HiResCAM (the segmentation default) and
+    the ViT's own maps only.
     """
     training = json.loads((models_dir / "training_report.json").read_text())
     evaluation = json.loads((models_dir / "evaluation.json").read_text())
-    methods = METHODS if full else {m: METHODS[m] for m in ("gradcam", "vit-attention", "vit-rollout")}
+    methods = METHODS if full else {m: METHODS[m] for m in ("gradcam", "hirescam", "vit-attention", "vit-rollout")}
     lines = ["Measured by `make samples` (`python -m sample_data.generate`, then `python -m sample_data.evaluate`)."]
     if full:
         lines += _training_table(training)
