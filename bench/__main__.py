@@ -6,6 +6,7 @@ python -m bench --viewer             # also every viewer figure (real Chromium)
 python -m bench --viewer-only        # only the viewer figures (or: make bench-viewer)
 python -m bench --batch              # also cohort runs against a CLI loop, and the cohort table
 python -m bench --batch-only         # only those
+python -m bench --sanity-only        # only the sanity checks of the sample models, per method
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--viewer-only", action="store_true", help="only the viewer figures")
     parser.add_argument("--batch", action="store_true", help="also time cohort runs against a CLI loop")
     parser.add_argument("--batch-only", action="store_true", help="only the cohort figures")
+    parser.add_argument("--sanity-only", action="store_true", help="only the sanity checks per method")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -50,6 +52,8 @@ def main() -> None:
         return viewer_figures(write_docs=not args.no_docs)
     if args.batch_only:
         return batch_figures(write_docs=not args.no_docs)
+    if args.sanity_only:
+        return sanity_figures(write_docs=not args.no_docs)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         rows = cam_speed.run_all(device, args.repeats, args.models)
@@ -76,6 +80,15 @@ def batch_figures(write_docs: bool = True) -> None:
     body = batch_speed.main()
     if write_docs:
         replace_section("batch-speed", body)
+
+
+def sanity_figures(write_docs: bool = True) -> None:
+    """Cascading randomisation of every sample model, per method (bench/sanity_methods.py)."""
+    from bench import sanity_methods
+
+    body = sanity_methods.main()
+    if write_docs:
+        replace_section("sanity", body)
 
 
 def viewer_figures(write_docs: bool = True) -> None:
