@@ -10,20 +10,15 @@ import json
 import re
 from pathlib import Path
 
+from explain.methods import LABELS
+
 TITLES = {
     "cnn": "3D CNN classifier (EvidenceNet, 64^3)",
     "vit": "3D ViT classifier (MONAI ViT)",
     "unet": "3D segmentation (MONAI UNet, 64^3)",
     "chest": "2D CNN nodule classifier (EvidenceNet, 256x256)",
 }
-METHODS = {
-    "gradcam": "Grad-CAM",
-    "gradcampp": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-    "vit-attention": "ViT attention",
-    "vit-rollout": "ViT rollout",
-}
+METHODS = LABELS  # method -> label, in the order the tables list them
 
 
 def _score(r: dict) -> str:
