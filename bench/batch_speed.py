@@ -31,9 +31,8 @@ METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
 
 def write_cases(folder: Path, n: int, seed: int = 300) -> Path:
     """n cases with masks and labels (1 bright, 2 dark) on the template grid; returns the CSV."""
-    from sample_data.synth import make_case, template
-
     from explain.volumes import save_nifti
+    from sample_data.synth import make_case, template
 
     base, placement, affine = template()
     rng = np.random.default_rng(seed)
