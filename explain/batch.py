@@ -22,6 +22,7 @@ import json
 import re
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -262,24 +263,44 @@ def run_batch(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    identity = load_model(model_spec["path"], **model_spec.get("options", {})).identity  # fail early, clearly
     (out / "batch.json").write_text(json.dumps({"model": model_spec, "choices": asdict(choices)}, indent=2))
-    done = {row["case_key"] for row in read_table(out)}
-    keyed = [(case, case_key(case, identity, choices)) for case in cases]
-    todo = [(case, key) for case, key in keyed if key not in done]
-    report = progress or _progress_bar(len(todo))
+
+    def plan() -> list[tuple[Case, str]]:
+        """The cases not done yet, by content key (loading the model first: a bad one fails here, clearly)."""
+        identity = load_model(model_spec["path"], **model_spec.get("options", {})).identity
+        done = {row["case_key"] for row in read_table(out)}
+        return [(case, key) for case in cases if (key := case_key(case, identity, choices)) not in done]
+
     started = time.perf_counter()
-    summary: dict[str, Any] = {"cases": len(cases), "skipped": len(cases) - len(todo), "ok": 0, "failed": 0}
+    summary: dict[str, Any] = {"cases": len(cases), "skipped": 0, "ok": 0, "failed": 0}
+    # A fresh run has every case to do, so Ray and its workers start while the model is checked and the cases are
+    # hashed (measured: about 2 s on 24 cases). A resumed run plans first, so a finished one starts nothing.
+    fresh = not (out / "results.csv").exists()
+    with ThreadPoolExecutor(1) as executor:
+        planned = executor.submit(plan)
+        if not fresh and not planned.result():
+            return summary | {"skipped": len(cases), "seconds": 0.0, "peak_mb_per_worker": {}}
+        workers = max(1, min(workers, len(cases) if fresh else len(planned.result())))
+        if not ray.is_initialized():
+            options = {"address": ray_address} if ray_address else {"num_cpus": workers, "include_dashboard": False}
+            ray.init(log_to_driver=False, configure_logging=False, **options)
+        gpu_share = 1.0 / workers if device != "cpu" and _cuda() else 0
+        actor = ray.remote(num_cpus=1, num_gpus=gpu_share)(CaseWorker)
+        threads = max(1, _cpus() // workers)
+        actors = [actor.remote(model_spec, str(out), device, threads) for _ in range(workers)]
+        try:
+            todo = planned.result()
+        except BaseException:
+            for handle in actors:
+                ray.kill(handle)
+            raise
+    summary["skipped"] = len(cases) - len(todo)
     if not todo:
+        for handle in actors:
+            ray.kill(handle)
         return summary | {"seconds": 0.0, "peak_mb_per_worker": {}}
-    workers = max(1, min(workers, len(todo)))
-    if not ray.is_initialized():
-        options = {"address": ray_address} if ray_address else {"num_cpus": workers, "include_dashboard": False}
-        ray.init(log_to_driver=False, configure_logging=False, **options)
-    gpu_share = 1.0 / workers if device != "cpu" and _cuda() else 0
-    actor = ray.remote(num_cpus=1, num_gpus=gpu_share)(CaseWorker)
-    threads = max(1, _cpus() // workers)
-    pool = ActorPool([actor.remote(model_spec, str(out), device, threads) for _ in range(workers)])
+    report = progress or _progress_bar(len(todo))
+    pool = ActorPool(actors)
     peaks: dict[str, float] = {}
     for rows in pool.map_unordered(lambda a, item: a.run.remote(item[0], item[1], choices), todo):
         _append(out, rows)
