@@ -200,7 +200,7 @@ def choose_model(errors: list[str]):
     source = st.sidebar.radio("Source", options, key="model_source")
     try:
         if source in SAMPLE_MODELS:
-            path = SAMPLE_MODELS[source]
+            path = SAMPLE_MODELS[source].path
             loaded = apply_card(model_file(f"{path}:{path.stat().st_mtime}", None, "{}", path.name, str(path)))
         else:
             upload = st.sidebar.file_uploader("Model file", key="model_upload")

@@ -19,11 +19,17 @@ class SampleCase:
     model: str  # the sample model (a key of SAMPLE_MODELS) made for this case
 
 
+@dataclass(frozen=True)
+class SampleModel:
+    path: Path
+    spatial_dims: int  # what its card's input shape says: 3 for volumes, 2 for images
+
+
 SAMPLE_MODELS = {
-    "Sample 3D CNN (lesion classifier)": SAMPLE_DIR / "models" / "cnn.pt2",
-    "Sample 3D ViT (lesion classifier)": SAMPLE_DIR / "models" / "vit.pt2",
-    "Sample 3D UNet (lesion segmentation)": SAMPLE_DIR / "models" / "unet.pt2",
-    "Sample 2D CNN (chest radiograph nodule classifier)": SAMPLE_DIR / "models" / "chest.pt2",
+    "Sample 3D CNN (lesion classifier)": SampleModel(SAMPLE_DIR / "models" / "cnn.pt2", 3),
+    "Sample 3D ViT (lesion classifier)": SampleModel(SAMPLE_DIR / "models" / "vit.pt2", 3),
+    "Sample 3D UNet (lesion segmentation)": SampleModel(SAMPLE_DIR / "models" / "unet.pt2", 3),
+    "Sample 2D CNN (chest radiograph nodule classifier)": SampleModel(SAMPLE_DIR / "models" / "chest.pt2", 2),
 }
 
 SAMPLE_CASES = {
@@ -52,5 +58,5 @@ def sample_model_for(case_name: str, current_model_source: str | None) -> str | 
     case = SAMPLE_CASES.get(case_name)
     if case is None or current not in SAMPLE_MODELS:
         return None
-    wants_2d = case.model.startswith("Sample 2D")
-    return None if current.startswith("Sample 2D") == wants_2d else case.model
+    same = SAMPLE_MODELS[current].spatial_dims == SAMPLE_MODELS[case.model].spatial_dims
+    return None if same else case.model

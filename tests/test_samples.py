@@ -167,3 +167,18 @@ def test_sample_cnn_maps_under_cascading_randomisation(sample_models, sample_cas
     assert "sign flipped" in gradcam.verdict if not gradcam.depends_on_weights else head.spearman < 0.3
     plus = cascade(cnn, sample_case, "gradcampp", "features.block3", 1, max_steps=1, device="cpu")
     assert plus.steps[0].spearman < 0.3 and plus.depends_on_weights
+
+
+def test_sample_catalogue_matches_the_files():
+    """explain/samples.py states each bundled model's dimension; the card inside the file must agree."""
+    from explain.models import load_model
+    from explain.samples import SAMPLE_CASES, SAMPLE_MODELS, sample_model_for
+
+    for name, sample in SAMPLE_MODELS.items():
+        assert len(load_model(sample.path).card.input_shape) - 1 == sample.spatial_dims, name
+    for case in SAMPLE_CASES.values():
+        assert case.image.exists() and case.mask.exists() and case.model in SAMPLE_MODELS
+    vit, chest = "Sample 3D ViT (lesion classifier)", "Sample 2D CNN (chest radiograph nodule classifier)"
+    assert sample_model_for("Sample chest radiograph", vit) == chest  # a 3D sample model is swapped
+    assert sample_model_for("Sample brain MRI", vit) is None  # a fitting choice is kept
+    assert sample_model_for("Sample chest radiograph", "Upload .pt2") is None  # the user's own model stays
