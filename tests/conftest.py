@@ -38,21 +38,22 @@ class LinearHeadNet(nn.Module):
 
 
 class BlobNet(nn.Module):
-    """Detects bright voxels: conv(1->1, w=1, b=-0.5) -> ReLU -> GAP -> class 1 = +10 f, class 0 = -10 f."""
+    """Detects bright voxels: conv(1->1, mean of its 3^d window, b=-0.5) -> ReLU -> GAP -> class 1 = +10 f,
+    class 0 = -10 f. `spatial_dims=2` is the same net on images."""
 
-    def __init__(self):
+    def __init__(self, spatial_dims: int = 3):
         super().__init__()
-        self.detect = nn.Conv3d(1, 1, 3, padding=1)
+        self.detect = (nn.Conv2d if spatial_dims == 2 else nn.Conv3d)(1, 1, 3, padding=1)
         self.act = nn.ReLU()
         self.head = nn.Linear(1, 2)
         with torch.no_grad():
-            self.detect.weight.fill_(1.0 / 27)
+            self.detect.weight.fill_(1.0 / 3**spatial_dims)
             self.detect.bias.fill_(-0.5)
             self.head.weight.copy_(torch.tensor([[-10.0], [10.0]]))
             self.head.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.act(self.detect(x)).mean(dim=(2, 3, 4)))
+        return self.head(self.act(self.detect(x)).flatten(2).mean(-1))
 
 
 class TupleLayerNet(nn.Module):

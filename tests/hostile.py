@@ -36,10 +36,10 @@ def torch_pickle(sentinel: Path) -> bytes:
 
 
 class TinyNet(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, in_channels: int = 1, features: int = 2):
         super().__init__()
-        self.conv = torch.nn.Conv3d(1, 2, 3, padding=1)
-        self.head = torch.nn.Linear(2, 2)
+        self.conv = torch.nn.Conv3d(in_channels, features, 3, padding=1)
+        self.head = torch.nn.Linear(features, 2)
 
     def forward(self, x):
         return self.head(self.conv(x).mean(dim=(2, 3, 4)))

@@ -202,17 +202,12 @@ def test_torchscript_model_upload(tmp_path, monkeypatch):
 
 
 def test_wrong_channel_count(tmp_path, monkeypatch):
-    class TwoChannel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = torch.nn.Conv3d(2, 4, 3, padding=1)
-            self.head = torch.nn.Linear(4, 2)
-
-        def forward(self, x):
-            return self.head(self.conv(x).mean(dim=(2, 3, 4)))
+    from tests.hostile import TinyNet
 
     path = tmp_path / "two.pt2"
-    torch.export.save(torch.export.export(TwoChannel().eval(), (torch.zeros(1, 2, 16, 16, 16),)), str(path))
+    torch.export.save(
+        torch.export.export(TinyNet(in_channels=2, features=4).eval(), (torch.zeros(1, 2, 16, 16, 16),)), str(path)
+    )
     at = _app(tmp_path, monkeypatch)
     message = _errors(_upload_model(at, "two.pt2", path.read_bytes()))
     assert "channel mismatch" in message and "2 input channels" in message

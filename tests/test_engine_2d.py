@@ -67,29 +67,13 @@ def test_gradcam_2d_equals_monai_compute_map():
     np.testing.assert_allclose(np.maximum(ours.raw_map, 0), ref, rtol=1e-5, atol=1e-5 * ref.max())
 
 
-class BlobNet2D(nn.Module):
-    """BlobNet in 2D: bright pixels are class 1."""
-
-    def __init__(self):
-        super().__init__()
-        self.detect = nn.Conv2d(1, 1, 3, padding=1)
-        self.act = nn.ReLU()
-        self.head = nn.Linear(1, 2)
-        with torch.no_grad():
-            self.detect.weight.fill_(1.0 / 9)
-            self.detect.bias.fill_(-0.5)
-            self.head.weight.copy_(torch.tensor([[-10.0], [10.0]]))
-            self.head.bias.zero_()
-
-    def forward(self, x):
-        return self.head(self.act(self.detect(x)).mean(dim=(2, 3)))
-
-
 def test_a_resized_non_square_image_maps_back_in_the_right_orientation():
     """A blob at row 30, column 70 of a 48 x 100 image; the model sees 32 x 32; the map peaks on the blob."""
     rows, cols = np.mgrid[0:48, 0:100]
     blob = (np.hypot(rows - 30, cols - 70) <= 5).astype(np.float32)
-    result = explain(loaded(BlobNet2D(), (1, 32, 32)), _image(blob), "gradcam", ["act"], target=1, device="cpu").get()
+    result = explain(
+        loaded(BlobNet(spatial_dims=2), (1, 32, 32)), _image(blob), "gradcam", ["act"], target=1, device="cpu"
+    ).get()
     cam = result.cam  # on the image's own grid: (i = column, j = row)
     assert cam.shape == (100, 48)
     col, row = np.unravel_index(int(np.argmax(cam)), cam.shape)
@@ -104,4 +88,4 @@ def test_a_2d_image_and_a_3d_model_are_refused_with_a_sentence():
     with pytest.raises(InputError, match="2D image cannot go into"):
         explain(loaded(BlobNet(), (1, 8, 8, 8)), _image(np.zeros((8, 8), np.float32)), device="cpu")
     with pytest.raises(InputError, match="3D image cannot go into"):
-        explain(loaded(BlobNet2D(), (1, 8, 8)), np.zeros((8, 8, 8), np.float32), device="cpu")
+        explain(loaded(BlobNet(spatial_dims=2), (1, 8, 8)), np.zeros((8, 8, 8), np.float32), device="cpu")
