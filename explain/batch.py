@@ -288,16 +288,15 @@ def run_batch(
         actor = ray.remote(num_cpus=1, num_gpus=gpu_share)(CaseWorker)
         threads = max(1, _cpus() // workers)
         actors = [actor.remote(model_spec, str(out), device, threads) for _ in range(workers)]
+        todo: list[tuple[Case, str]] = []
         try:
             todo = planned.result()
-        except BaseException:
-            for handle in actors:
-                ray.kill(handle)
-            raise
+        finally:
+            if not todo:  # a bad model (raised) or nothing left to do: the workers are not needed
+                for handle in actors:
+                    ray.kill(handle)
     summary["skipped"] = len(cases) - len(todo)
     if not todo:
-        for handle in actors:
-            ray.kill(handle)
         return summary | {"seconds": 0.0, "peak_mb_per_worker": {}}
     report = progress or _progress_bar(len(todo))
     pool = ActorPool(actors)
