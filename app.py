@@ -499,8 +499,8 @@ def viewer(page: Page, volume, request, title: str | None, mask) -> None:
 
     maps: list = []
     if request is not None:
-        found = stores()["requests"].get(request.key())
         key = request.key()
+        found = stores()["requests"].get(key)
         maps.append((title, published_map(key, shown_map(*found))) if found else pending_map(STATIC, key, title))
         maps += compare_maps(page, volume, request)
     elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
