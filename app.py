@@ -69,7 +69,7 @@ def stores() -> dict:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def volume_from_path(path: str, stamp: str, index: int | None):
-    from explain.volumes import load_volume
+    from explain.io.load import load_volume
 
     del stamp  # part of the key only: same path, new content -> reload
     return _keep(load_volume(path, volume_index=index), path)
@@ -84,7 +84,7 @@ def _keep(volume, source: str | bytes | None = None):
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def volume_from_upload(digest: str, index: int | None, name: str, _raw: bytes):
-    from explain.volumes import load_volume_bytes
+    from explain.io.load import load_volume_bytes
 
     del digest  # the key; Streamlit never hashes the bytes themselves
     return _keep(load_volume_bytes(_raw, name, volume_index=index), _raw)
@@ -92,7 +92,7 @@ def volume_from_upload(digest: str, index: int | None, name: str, _raw: bytes):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def model_file(digest: str, arch: str | None, kwargs_json: str, name: str, _data):
-    from explain.models import read_model_file
+    from explain.models.load import read_model_file
 
     del digest
     return read_model_file(_data, name, arch=arch, arch_kwargs=json.loads(kwargs_json) if arch else None)
@@ -101,7 +101,7 @@ def model_file(digest: str, arch: str | None, kwargs_json: str, name: str, _data
 @st.cache_resource(show_spinner=False, max_entries=32)
 def prediction(volume_hash: str, model_identity: str, _model, _volume):
     """Class scores for the target list: one forward pass without gradients, keyed by content and identity."""
-    from explain.engine import classify
+    from explain.cam.engine import classify
 
     del volume_hash, model_identity
     return classify(_model, _volume)[1]
@@ -115,7 +115,7 @@ def digest(raw: bytes) -> str:
 
 # ----------------------------------------------------------------------------- sidebar: inputs
 def choose_volume(errors: list[str]):
-    from explain.volumes import safe_name
+    from explain.io.volume import safe_name
 
     st.sidebar.header("1 · Image")
     sources = [*SAMPLE_CASES, "Upload an image"] + (["Case folder"] if CASE_DIR else [])
@@ -176,7 +176,7 @@ def volume_choice(volume, file_key: str):
 
 def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dict, dict | None]:
     """Card fields for a model that lacks them; or, ticked on purpose, overrides of its own card."""
-    from explain.cards import FORM_INTENSITIES, form_card
+    from explain.models.cards import FORM_INTENSITIES, form_card
 
     with st.sidebar.expander("Preprocessing (fills what the model's card lacks)", expanded=not has_card):
         intensity = st.selectbox("Intensity", list(FORM_INTENSITIES), key="pre_intensity")
@@ -192,8 +192,8 @@ def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dic
 
 
 def choose_model(errors: list[str]):
-    from explain.models import apply_card
-    from explain.volumes import safe_name
+    from explain.io.volume import safe_name
+    from explain.models.load import apply_card
 
     st.sidebar.header("2 · Model")
     options = [*SAMPLE_MODELS, "Upload .pt2", "Upload weights + MONAI network"]
@@ -244,8 +244,8 @@ def describe_model(model) -> None:
 
 def open_from_worklist(errors: list[str]):
     """A cohort run's table; the row picked opens its case and model, and sets its method, layer and class once."""
-    from explain.models import apply_card
-    from explain.worklist import NUMERIC, WORKLIST_COLUMNS, batch_model, list_batches, worklist
+    from explain.cohort.worklist import NUMERIC, WORKLIST_COLUMNS, batch_model, list_batches, worklist
+    from explain.models.load import apply_card
     from viewer.panels import worklist_panel
 
     runs = list_batches(BATCH_DIR)
@@ -288,7 +288,7 @@ def open_from_worklist(errors: list[str]):
 
 def choose_mask(volume, errors: list[str]):
     """An optional mask on the image's grid, for localisation scores (the sample's own lesion mask is offered)."""
-    from explain.volumes import safe_name
+    from explain.io.volume import safe_name
 
     st.sidebar.header("3 · Mask (optional)")
     try:
@@ -313,10 +313,10 @@ def choose_mask(volume, errors: list[str]):
 # ----------------------------------------------------------------------------- sidebar: choices
 def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str]]:
     """Widgets show `page.choices`, made valid for this model; a change the user did not make is explained."""
-    from explain.layers import model_layers
+    from explain.cam.layers import model_layers
+    from explain.models.loaded import class_names
     from explain.policy import (
         attention_blocks,
-        class_names,
         gradient_layers,
         is_attention,
         method_label,
@@ -355,7 +355,8 @@ def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str
 # ----------------------------------------------------------------------------- computation
 def make(model, volume, choices: Choices, probabilities):
     """The request for these choices (defaults resolved by explain.request) and its title."""
-    from explain.policy import class_names, is_attention, request_title
+    from explain.models.loaded import class_names
+    from explain.policy import is_attention, request_title
     from explain.request import make_request
 
     target = class_names(model, len(probabilities)).index(choices.target_name)
@@ -456,7 +457,7 @@ def main() -> None:
     try:
         if model is None:
             raise InputError("choose a model to compute a map; the image is shown meanwhile")
-        from explain.policy import check_fit
+        from explain.models.loaded import check_fit
 
         check_fit(model, volume.ndim, volume.source)
         probabilities = prediction(volume.content_hash, model.identity, model, volume)
@@ -534,7 +535,7 @@ def montage(volume, request) -> list:
     """Every gradient layer at the depth of the one shown, from one engine pass (cached)."""
     from dataclasses import replace
 
-    from explain.layers import model_layers
+    from explain.cam.layers import model_layers
     from explain.policy import gradient_layers, method_label
 
     model = stores()["models"].get(request.model)
@@ -568,8 +569,8 @@ def prediction_panel(model, result, cam, cached: bool) -> None:
 
 def exports(volume, model, request, result) -> None:
     """The map as NIfTI on the image's own grid, and the JSON report (the viewer exports the PNG it shows)."""
+    from explain.io.write import nifti_bytes
     from explain.report import report
-    from explain.volumes import nifti_bytes
 
     cam = shown_map(request, result)
     st.subheader("Export")
@@ -590,7 +591,7 @@ def exports(volume, model, request, result) -> None:
 
 def checks(model, volume, request, result, mask) -> None:
     """Localisation against a mask, and the sanity check, for the map on screen (built only when asked for)."""
-    from explain.localisation import localise, target_mask
+    from explain.trust.localisation import localise, target_mask
     from viewer.panels import localisation_panel, sanity_panel
 
     cam = shown_map(request, result)
@@ -600,7 +601,7 @@ def checks(model, volume, request, result, mask) -> None:
     found = stores()["sanity"].get(request.key())
     if found is None and st.button("Run the sanity check: randomise the model block by block, from the top",
                                    key="sanity_run"):  # fmt: skip
-        from explain.sanity import cascade
+        from explain.trust.sanity import cascade
 
         with st.spinner("Randomising blocks and recomputing the map…"):
             layer = request.layers[0] if request.layers else None

@@ -31,7 +31,7 @@ METHODS = ("gradcam", "gradcampp", "hirescam", "layercam")
 
 def write_cases(folder: Path, n: int, seed: int = 300) -> Path:
     """n cases with masks and labels (1 bright, 2 dark) on the template grid; returns the CSV."""
-    from explain.volumes import save_nifti
+    from explain.io.write import save_nifti
     from sample_data.synth import make_case, template
 
     base, placement, affine = template()
@@ -82,7 +82,7 @@ def batch(table: Path, out: Path, workers: int, methods: tuple[str, ...] = ("gra
 
 
 def cohort_table(out: Path) -> str:
-    from explain.worklist import worklist
+    from explain.cohort.worklist import worklist
 
     rows = [r for r in worklist(out) if r["status"] == "ok"]
     lines = ["| method | pointing game | energy in mask (mean) | IoU at 0.5 (mean) | cases |", "|---|---|---|---|---|"]

@@ -105,8 +105,9 @@ def run_one(model_name: str, variant: str, device: str, repeats: int) -> dict:
     net = _build(kind, size).to(dev)
     x = torch.randn(1, 1, size, size, size, device=dev)
     volume = x[0, 0].cpu().numpy()
-    from explain.engine import explain
-    from explain.models import LoadedModel, ModelCard
+    from explain.models.cards import ModelCard
+    from explain.models.loaded import LoadedModel
+    from explain.request import explain
 
     loaded = LoadedModel(net, ModelCard(), f"bench-{model_name}", model_name, "weights", (1, size, size, size))
 

@@ -17,11 +17,11 @@ TARGET = 1  # bright lesion
 
 
 def rows() -> list[dict]:
-    from explain.layers import model_layers
-    from explain.models import load_model
-    from explain.policy import default_layer_for, is_attention, valid_methods
-    from explain.sanity import cascade
-    from explain.volumes import load_volume
+    from explain.cam.layers import default_layer_for, model_layers
+    from explain.io.load import load_volume
+    from explain.models.load import load_model
+    from explain.policy import is_attention, valid_methods
+    from explain.trust.sanity import cascade
 
     volume = load_volume(CASE)
     out = []

@@ -1,7 +1,7 @@
 """camviewer's backend: volumes, models and CAM computation.
 
-Kept light on purpose: importing `explain` or `explain.volumes` must not import
-torch, so the viewer and the command line start fast. Import `explain.engine`
+Kept light on purpose: importing `explain` or `explain.io.volume` must not import
+torch, so the viewer and the command line start fast. Import `explain.cam.engine`
 for the computation.
 """
 

@@ -94,7 +94,7 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 
 def _load(args: argparse.Namespace):
-    from explain.models import load_model
+    from explain.models.load import load_model
 
     return load_model(args.model, **_model_options(args))
 
@@ -115,11 +115,11 @@ def _paths(out: Path, suffix: str, n: int, names: list[str]) -> list[Path]:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from explain.engine import default_layer_for, model_layers
+    from explain.cam.layers import default_layer_for, model_layers
 
     model = _load(args)
     layers, _ = model_layers(model, args.device)
-    default = default_layer_for(model, args.device)
+    default = default_layer_for(model, layers)
     rows = [{"name": i.name, "shape": list(i.shape), "kind": i.kind, "default": i.name == default} for i in layers]
     if args.json:
         print(json.dumps({"layers": rows, "default": default}, indent=2))
@@ -133,8 +133,9 @@ def _layers(args: argparse.Namespace) -> int:
 def _cam(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from explain.engine import explain
-    from explain.volumes import load_volume, save_nifti
+    from explain.io.load import load_volume
+    from explain.io.write import save_nifti
+    from explain.request import explain
 
     model = _load(args)
     volume = load_volume(args.volume, volume_index=args.volume_index)
@@ -160,7 +161,7 @@ def _cam(args: argparse.Namespace) -> int:
     summary.update(outputs=written, raw_outputs=raw_written, volume=volume.source, volume_shape=list(volume.shape),
                    volume_warnings=list(volume.warnings))  # fmt: skip
     if mask is not None:
-        from explain.localisation import localise, target_mask
+        from explain.trust.localisation import localise, target_mask
 
         for entry, r in zip(summary["maps"], result.results):
             entry["localisation"] = localise(r.cam, target_mask(mask, r.target), args.threshold).to_dict()
@@ -179,8 +180,8 @@ def _cam(args: argparse.Namespace) -> int:
 
 
 def _sanity(args: argparse.Namespace) -> int:
-    from explain.sanity import cascade
-    from explain.volumes import load_volume
+    from explain.io.load import load_volume
+    from explain.trust.sanity import cascade
 
     model = _load(args)
     volume = load_volume(args.volume)
@@ -201,7 +202,7 @@ def _sanity(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from explain.batch import Choices, read_cases, run_batch
+    from explain.cohort.batch import Choices, read_cases, run_batch
 
     target = "predicted" if args.target is None else "label" if args.target == "label" else str(_target(args.target))
     choices = Choices(tuple(args.method or ["gradcam"]), tuple(args.layer or ()), target, args.threshold, args.sanity)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from explain.preprocess import GridMap
-from explain.results import CamResult, Explanation
+from explain.cam.preprocess import GridMap
+from explain.cam.results import CamResult, Explanation
 
 
 def _nbytes(e: Explanation) -> int:

@@ -1,8 +1,7 @@
 """Every choice camviewer makes on the user's behalf, stated once.
 
 The app, the command line and batch runs ask here: which methods a model
-supports, its default layer and target, its class names, how a class score is
-worded, and how a user's earlier choices carry over when the model, the method
+supports, its default target, how a class score is worded, and how a user's earlier choices carry over when the model, the method
 or the image changes (`reconcile`). Nothing here draws anything.
 """
 
@@ -12,27 +11,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from explain.attention import is_vit
-from explain.errors import InputError
-from explain.hooks import LayerInfo, default_layer
-from explain.methods import ALL_METHODS, ATTENTION_METHODS, GRADIENT_METHODS, LABELS
-from explain.models import LoadedModel
-
-
-def check_fit(model: LoadedModel, ndim: int, source: str) -> None:
-    """Refuse an image the model cannot take: 2D into a 3D model or the reverse, or several channels."""
-    if model.input_shape is None:
-        return
-    if len(model.input_shape) - 1 != ndim:
-        raise InputError(
-            f"{source}: a {ndim}D image cannot go into {model.source}, which takes "
-            f"{len(model.input_shape) - 1}D input {tuple(model.input_shape)}"
-        )
-    if model.input_shape[0] != 1:
-        raise InputError(
-            f"channel mismatch: {model.source} expects {model.input_shape[0]} input channels and "
-            f"{source} has 1; load a single-channel model or a matching multi-channel input"
-        )
+from explain.cam.attention import is_vit
+from explain.cam.hooks import LayerInfo
+from explain.cam.layers import default_layer_for
+from explain.cam.methods import ALL_METHODS, ATTENTION_METHODS, GRADIENT_METHODS, LABELS
+from explain.models.loaded import LoadedModel
 
 
 def is_attention(method: str) -> bool:
@@ -58,14 +41,6 @@ def method_label(method: str) -> str:
     return LABELS.get(method, method)
 
 
-def default_layer_for(model: LoadedModel, layers: list[LayerInfo]) -> str:
-    """The card's default layer if it exists in the model, else the engine's choice (see hooks.default_layer)."""
-    names = {info.name for info in layers}
-    if model.card.default_layer and model.card.default_layer in names:
-        return model.card.default_layer
-    return default_layer(layers)
-
-
 def gradient_layers(layers: list[LayerInfo]) -> list[str]:
     """Layers a gradient method can explain: spatial feature maps and ViT blocks."""
     return [info.name for info in layers if info.kind in ("grid", "tokens")]
@@ -74,14 +49,6 @@ def gradient_layers(layers: list[LayerInfo]) -> list[str]:
 def attention_blocks(layers: list[LayerInfo]) -> int:
     """How many transformer blocks a ViT has (0 for other models)."""
     return sum(1 for info in layers if info.kind == "tokens")
-
-
-def class_names(model: LoadedModel, n_classes: int) -> list[str]:
-    """The card's names when they fit the model's output; otherwise 'class 0', 'class 1', ..."""
-    names = model.card.class_names
-    if names and len(names) == n_classes:
-        return list(names)
-    return [f"class {i}" for i in range(n_classes)]
 
 
 def default_target(model: LoadedModel, probabilities: np.ndarray) -> int:

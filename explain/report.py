@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 
 from explain import __version__
+from explain.cam.results import Explanation
 from explain.request import CamRequest
-from explain.results import Explanation
 
 _AUDIT_LOCK = threading.Lock()
 

@@ -6,7 +6,7 @@ The app, the command line, the disk cache and batch runs all go through here:
     explanation, cached = compute(request, model, volume, cache=cache)
 
 A `CamRequest` holds identities and choices only: the volume's content hash, the
-model's identity (file + effective card, see `explain.models`), the method, the
+model's identity (file + effective card, see `explain.models.load`), the method, the
 resolved layers (never "default"), the targets, block/head and a region's hash.
 Two requests that would give the same maps have the same key; anything that
 changes a map changes the key.
@@ -22,13 +22,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from explain import __version__
+from explain.cam.engine import MapSpec, Progress, run
+from explain.cam.layers import default_layer_for, model_layers
+from explain.cam.methods import ALL_METHODS
+from explain.cam.results import Explanation
 from explain.errors import InputError
-from explain.layers import model_layers
-from explain.methods import ALL_METHODS
-from explain.models import LoadedModel
-from explain.policy import attention_blocks, check_fit, default_layer_for, is_attention
-from explain.results import Explanation
-from explain.volumes import Volume
+from explain.io.volume import Volume, as_volume
+from explain.models.loaded import LoadedModel, check_fit
+from explain.policy import attention_blocks, is_attention
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class CamRequest:
         parts = {**asdict(self), "engine": __version__}
         text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=list)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def spec(self) -> MapSpec:
+        """What the engine computes for this request."""
+        return MapSpec(self.method, self.layers, self.targets, self.block, self.head)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -144,9 +149,36 @@ def compute(
         found = cache.get(key)
         if found is not None:
             return found, True
-    from explain.engine import run_request
-
-    explanation = run_request(request, model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
+    explanation = run(request.spec(), model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
     if cache is not None:
         cache.put(key, explanation)
     return explanation, False
+
+
+def explain(
+    model: LoadedModel,
+    volume: Volume | np.ndarray,
+    method: str = "gradcam",
+    layers: Sequence[str] | str | None = None,
+    target: int | str | Sequence[int] | None = None,
+    device: str = "auto",
+    region: np.ndarray | None = None,
+    head: int | None = None,
+    block: int | None = None,
+    progress: Progress = None,
+    on_wait: Callable[[], None] | None = None,
+) -> Explanation:
+    """Maps for every (layer, target) pair in one forward pass, defaults resolved as everywhere (uncached).
+
+    - method: one of `explain.cam.methods.ALL_METHODS`.
+    - layers: dotted module names (default: the card's or the engine's choice).
+      Attention methods use `block` (vit-attention; default the last) and `head`
+      (default: mean over heads) instead.
+    - target: a class index, a list, 'all', or None for the predicted class.
+    - region: segmentation only; a mask on the image's (or the model's) grid.
+    - progress: called with each stage name ("preprocess", "forward", "gradients", "mapping").
+    """
+    volume = as_volume(volume)
+    request = make_request(model, volume, method, layers, target, block=block, head=head, region=region, device=device)
+    explanation, _ = compute(request, model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
+    return explanation

@@ -8,7 +8,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from explain.volumes import save_nifti
+from explain.io.write import save_nifti
 from sample_data.synth import Lesion
 
 

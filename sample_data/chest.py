@@ -7,7 +7,7 @@ a heart shadow bulging into the left lung, ribs and clavicles, a slight blur and
 The anatomy moves, scales and changes contrast a little from case to case. A nodule is
 a round soft-edged brightening inside a lung.
 
-Conventions (see explain/volumes.py): the image array here is (rows, columns); a 2D
+Conventions (see explain/io/volume.py): the image array here is (rows, columns); a 2D
 `Volume` holds data[i, j] with i = column and j = row, so `Volume.data = image.T`;
 a 2D model takes (1, C, H = rows, W = columns), so model input = image[None, None].
 Patient's right is on the image's left, as radiographs are shown.

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from explain.errors import InputError
-from explain.models import LoadedModel, load_model
+from explain.io.volume import make_volume
+from explain.models.load import load_model
+from explain.models.loaded import LoadedModel
 from explain.policy import valid_methods
-from explain.volumes import make_volume
 from sample_data import report
 from sample_data.chest import CHEST_CLASSES, CHEST_EVAL_SETS, PIXEL_MM, radiograph
 from sample_data.synth import CLASS_NAMES, EVAL_SETS, SEG_NAMES, case_kinds, grid_map, make_case, template
@@ -33,7 +34,7 @@ from sample_data.train import accuracy, dice, outputs
 
 HERE = Path(__file__).resolve().parent
 BRAIN_MODELS = ("cnn", "vit", "unet")
-CHEST_AFFINE = np.diag([-PIXEL_MM, -PIXEL_MM, 1.0, 1.0])  # as a PNG is placed (explain/images2d.py), at 1.4 mm
+CHEST_AFFINE = np.diag([-PIXEL_MM, -PIXEL_MM, 1.0, 1.0])  # as a PNG is placed (explain/io/images2d.py), at 1.4 mm
 
 
 def _hit(cam: np.ndarray, lesion: np.ndarray) -> bool:
@@ -42,7 +43,7 @@ def _hit(cam: np.ndarray, lesion: np.ndarray) -> bool:
 
 def _localise(model: LoadedModel, volume: object, lesion: np.ndarray, target: int, hits: dict) -> None:
     """One case: every valid method's map for `target`; record whether its peak is in `lesion`."""
-    from explain.engine import explain
+    from explain.request import explain
 
     for method in valid_methods(model):
         cam = explain(model, volume, method, target=target).get(target=target).cam
@@ -133,8 +134,8 @@ def evaluate_chest(model: LoadedModel, n: int, n_local: int) -> dict:
 
 def cnn_gradient_scale(model: LoadedModel, case: Path) -> dict:
     """On the bundled case: logit range, |d logit / d activation| at the default layer, raw Grad-CAM peaks."""
-    from explain.engine import explain
-    from explain.volumes import load_volume
+    from explain.io.load import load_volume
+    from explain.request import explain
 
     volume = load_volume(case)
     grid = grid_map(volume.data, volume.affine, tuple(model.input_shape[1:]))

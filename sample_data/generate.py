@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explain.cards import ModelCard
+from explain.models.cards import ModelCard
 from sample_data.brain_case import sample_case
 from sample_data.chest import (
     CHEST_CLASSES,

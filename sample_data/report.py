@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-from explain.methods import LABELS
+from explain.cam.methods import LABELS
 
 TITLES = {
     "cnn": "3D CNN classifier (EvidenceNet, 64^3)",

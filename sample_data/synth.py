@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.models import ModelCard
-from explain.preprocess import GridMap, plan_grid
+from explain.cam.preprocess import GridMap, plan_grid
+from explain.models.cards import ModelCard
 
 CLASS_NAMES = ["no lesion", "bright lesion", "dark lesion"]
 SEG_NAMES = ["background", "bright lesion", "dark lesion"]

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explain.models import CARD_FILE, ModelCard
+from explain.models.cards import ModelCard
+from explain.models.load import CARD_FILE
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -79,7 +79,8 @@ class TupleLayerNet(nn.Module):
 
 
 def loaded(module: nn.Module, input_shape: tuple[int, ...], **card):
-    from explain.models import LoadedModel, ModelCard
+    from explain.models.cards import ModelCard
+    from explain.models.loaded import LoadedModel
 
     return LoadedModel(module.eval(), ModelCard(**card), f"test-{id(module)}", "test", "weights", input_shape)
 
@@ -93,7 +94,7 @@ def blob_volume(shape=(24, 24, 24), center=(6, 16, 10), radius=3.0) -> tuple[np.
 
 @pytest.fixture(scope="session")
 def sample_case():
-    from explain.volumes import load_volume
+    from explain.io.load import load_volume
 
     return load_volume(SAMPLE / "case_brain" / "t1_lesions.nii.gz")
 
@@ -107,6 +108,6 @@ def sample_mask():
 
 @pytest.fixture(scope="session")
 def sample_models():
-    from explain.models import load_model
+    from explain.models.load import load_model
 
     return {name: load_model(SAMPLE / "models" / f"{name}.pt2") for name in ("cnn", "vit", "unet")}

@@ -215,9 +215,9 @@ def test_wrong_channel_count(tmp_path, monkeypatch):
 
 def test_attention_method_on_a_cnn_is_refused_by_the_engine():
     """The app offers only valid methods; the engine itself also refuses, with a sentence."""
-    from explain.engine import explain
     from explain.errors import InputError
-    from explain.models import load_model
+    from explain.models.load import load_model
+    from explain.request import explain
 
     model = load_model(SAMPLE / "models" / "cnn.pt2")
     with pytest.raises(InputError, match="needs a ViT"):

@@ -120,7 +120,7 @@ def test_uploaded_unet_pt2_runs_gradcampp_as_segmentation(tmp_path, monkeypatch)
 
 def _cardless_cnn() -> bytes:
     """The sample CNN's program without its card (the oracle: a model with no card at all)."""
-    from explain.models import load_model
+    from explain.models.load import load_model
 
     module = load_model(SAMPLE / "models" / "cnn.pt2").module
     program = torch.export.export(module, (torch.zeros(1, 1, 64, 64, 64),))
@@ -190,7 +190,7 @@ def test_the_target_survives_method_changes(tmp_path, monkeypatch):
 
 
 def test_percentages_belong_to_the_model_on_screen(tmp_path, monkeypatch, sample_case, sample_models):
-    from explain.engine import classify
+    from explain.cam.engine import classify
     from explain.policy import target_label
 
     at = _app(tmp_path, monkeypatch)
@@ -276,7 +276,7 @@ def cohort_run(tmp_path_factory):
     """A finished cohort run written by the batch code (in process: same worker, no Ray), with one failed case."""
     import shutil
 
-    from explain.batch import CaseWorker, Choices, _append, case_key, read_cases
+    from explain.cohort.batch import CaseWorker, Choices, _append, case_key, read_cases
 
     root = tmp_path_factory.mktemp("runs")
     cases = root / "cases"

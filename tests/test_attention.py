@@ -7,10 +7,11 @@ import pytest
 import torch
 from monai.networks.nets import ViT
 
-from explain.attention import block_to_feature_map, cls_attention, rollout, tokens_to_grid
-from explain.engine import explain, model_layers
+from explain.cam.attention import block_to_feature_map, cls_attention, rollout, tokens_to_grid
+from explain.cam.layers import model_layers
+from explain.cam.preprocess import plan_grid
 from explain.errors import InputError
-from explain.preprocess import plan_grid
+from explain.request import explain
 from tests.conftest import loaded
 
 IMG, PATCH = (32, 16, 24), (8, 8, 8)  # grid (4, 2, 3): unequal sides catch axis mix-ups
@@ -57,8 +58,8 @@ def test_token_order_matches_patch_positions():
     scores[0, index] = 1.0
     on_grid = tokens_to_grid(scores, (4, 2, 3))
     assert tuple(int(i) for i in torch.nonzero(on_grid[0])[0]) == cell
-    from explain.engine import _finish
-    from explain.models import ModelCard
+    from explain.cam.engine import _finish
+    from explain.models.cards import ModelCard
 
     grid_map = plan_grid(IMG, np.eye(4), ModelCard(), IMG)
     cam = _finish("vit-attention", "test", 0, on_grid[0], grid_map, np.eye(4)).cam
@@ -82,7 +83,7 @@ def test_attention_hooks_work_without_save_attn_and_on_pt2(tmp_path):
     eager = explain(loaded(net, (1, *IMG)), volume, "vit-attention", device="cpu")
     path = tmp_path / "vit.pt2"
     torch.export.save(torch.export.export(net, (torch.zeros(1, 1, *IMG),)), str(path))
-    from explain.models import load_model
+    from explain.models.load import load_model
 
     exported = load_model(path)
     assert exported.input_shape == (1, *IMG)
@@ -108,10 +109,10 @@ def test_attention_hooks_work_without_save_attn_and_on_pt2(tmp_path):
 
 
 def test_default_vit_layer_is_not_the_last_block_whose_tokens_get_no_gradient():
-    from explain.engine import default_layer_for
+    from explain.cam.layers import default_layer_for, model_layers
 
     model = loaded(_vit(), (1, *IMG))
-    assert default_layer_for(model, "cpu") == "blocks.1"
+    assert default_layer_for(model, model_layers(model, "cpu")[0]) == "blocks.1"
     volume = np.random.default_rng(0).random(IMG).astype(np.float32)
     last = explain(model, volume, "hirescam", ["blocks.2"], target=0, device="cpu").get()
     assert np.abs(last.raw_map).max() == 0.0  # why the default is one block earlier

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from explain.batch import Choices, read_table, run_batch
+from explain.cohort.batch import Choices, read_table, run_batch
 from tests.conftest import ROOT, BlobNet, blob_volume
 
 AFFINE = np.diag([1.2, 1.0, 1.5, 1.0])
@@ -48,7 +48,7 @@ def ray_session():
 
 
 def test_batch_on_ray_records_a_corrupt_case_and_resumes_without_recomputing(cohort, tmp_path):
-    from explain.batch import read_cases
+    from explain.cohort.batch import read_cases
 
     cases = read_cases(cohort / "cases.csv")
     spec = {"path": str(cohort / "blob.pt2"), "options": {}}

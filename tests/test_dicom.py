@@ -25,8 +25,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from explain.errors import InputError
-from explain.probe import probe_volume
-from explain.volumes import load_volume
+from explain.io.load import load_volume
+from explain.io.probe import probe_volume
 
 PYDICOM_DATA = Path(pydicom.__file__).parent / "data" / "test_files"
 NIBABEL_DICOM = Path(nib.__file__).parent / "nicom" / "tests" / "data"

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from explain.engine import explain
 from explain.errors import InputError
+from explain.request import explain
 from tests.conftest import BlobNet, blob_volume, loaded
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from explain.engine import explain
 from explain.errors import InputError
-from explain.volumes import make_volume
+from explain.io.volume import make_volume
+from explain.request import explain
 from tests.conftest import BlobNet, loaded
 
 

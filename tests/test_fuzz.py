@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explain.errors import InputError
-from explain.models import apply_card, read_model_file
-from explain.volumes import load_volume
+from explain.io.load import load_volume
+from explain.models.load import apply_card, read_model_file
 from tests import hostile
 
 EXAMPLES = int(os.environ.get("CAMVIEWER_FUZZ_EXAMPLES", "60"))

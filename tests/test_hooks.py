@@ -6,8 +6,8 @@ import pytest
 import torch
 from monai.networks.nets import DenseNet121
 
+from explain.cam.hooks import capture, default_layer, list_layers
 from explain.errors import InputError
-from explain.hooks import capture, default_layer, list_layers
 from tests.conftest import TupleLayerNet
 
 
@@ -27,7 +27,7 @@ def test_hooks_removed_after_normal_exit_and_after_exception():
 
 
 def test_engine_failure_leaves_no_hooks_and_restores_state():
-    from explain.engine import explain
+    from explain.request import explain
     from tests.conftest import loaded
 
     net = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2)

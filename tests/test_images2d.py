@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from explain.errors import InputError
-from explain.probe import probe_volume
-from explain.volumes import load_volume
+from explain.io.load import load_volume
+from explain.io.probe import probe_volume
 
-RAS_OF_IMAGE = np.diag([-1.0, -1.0, 1.0, 1.0])  # documented in explain.images2d
+RAS_OF_IMAGE = np.diag([-1.0, -1.0, 1.0, 1.0])  # documented in explain.io.images2d
 
 
 def _png(path, array, mode=None):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from explain.errors import InputError
-from explain.localisation import localise, target_mask
+from explain.trust.localisation import localise, target_mask
 
 
 def test_scores_by_hand():

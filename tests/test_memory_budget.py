@@ -23,10 +23,10 @@ from explain.errors import InputError
 kind, path = sys.argv[1], sys.argv[2]
 try:
     if kind == "model":
-        from explain.models import load_model
+        from explain.models.load import load_model
         load_model(path)
     else:
-        from explain.volumes import load_volume
+        from explain.io.load import load_volume
         load_volume(path)
     outcome = "loaded"
 except InputError as e:

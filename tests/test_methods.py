@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explain.engine import explain
-from explain.methods import GRADIENT_METHODS, display_map, gradcampp_core
+from explain.cam.methods import GRADIENT_METHODS, display_map, gradcampp_core
+from explain.request import explain
 from tests.conftest import LinearHeadNet, loaded
 
 X = np.array([1.0, 2.0], dtype=np.float32).reshape(2, 1, 1)
@@ -20,7 +20,7 @@ def _raw(method: str, u=U, q=0.0) -> np.ndarray:
     # The engine needs a 3D volume; (2, 1, 1) would be refused as 2D, so call the pieces directly.
     net = model.module
     x = torch.as_tensor(X)[None, None]
-    from explain.hooks import capture
+    from explain.cam.hooks import capture
 
     with capture(net, ["layer"], track_grads=True) as cap, torch.enable_grad():
         out = net(x)
@@ -114,7 +114,7 @@ def test_gradcampp_shared_parts_match_monai():
     from monai.networks.nets import DenseNet121
     from monai.visualize import GradCAMpp
 
-    from explain.hooks import capture
+    from explain.cam.hooks import capture
 
     torch.manual_seed(0)
     net = DenseNet121(spatial_dims=3, in_channels=1, out_channels=3).eval()

@@ -9,7 +9,7 @@ import torch
 from monai.networks.nets import DenseNet121
 
 from explain.errors import InputError
-from explain.models import CARD_FILE, load_model
+from explain.models.load import CARD_FILE, load_model
 
 
 def _small_net() -> torch.nn.Module:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from explain.errors import InputError
-from explain.probe import probe_volume
-from explain.volumes import load_volume
+from explain.io.load import load_volume
+from explain.io.probe import probe_volume
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from explain.models import ModelCard
-from explain.preprocess import apply_intensity, plan_grid
-from explain.volumes import load_volume, save_nifti
+from explain.cam.preprocess import apply_intensity, plan_grid
+from explain.io.load import load_volume
+from explain.io.write import save_nifti
+from explain.models.cards import ModelCard
 
 # Anisotropic (0.9 x 1.3 x 3 mm) and oblique, with axes in LIP-like order.
 AFFINE = np.array([[0.0, 0.0, -3.0, 60.0], [-0.88, 0.2, 0.0, 40.0], [0.19, 1.27, 0.0, -50.0], [0, 0, 0, 1]])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from explain.sanity import cascade, parameter_blocks, spearman, ssim
-from explain.volumes import make_volume
+from explain.io.volume import make_volume
+from explain.trust.sanity import cascade, parameter_blocks, spearman, ssim
 from tests.conftest import BlobNet, blob_volume, loaded
 
 

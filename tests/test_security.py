@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from explain.errors import InputError
-from explain.models import apply_card, load_model, read_model_file
-from explain.volumes import load_volume
+from explain.io.load import load_volume
+from explain.models.load import apply_card, load_model, read_model_file
 from tests import hostile
 from tests.conftest import ROOT, SAMPLE
 
@@ -206,7 +206,7 @@ def test_no_network_guard_stops_monai_and_torch_hub_downloads(local_server):
     """Even a constructor that tries to download (HoVerNet with a URL) cannot reach the server."""
     from monai.networks.nets import HoVerNet
 
-    from explain.netargs import no_network
+    from explain.models.netargs import no_network
 
     url, hits = local_server
     with no_network():
@@ -324,8 +324,8 @@ def test_concurrent_pt2_loads_all_succeed():
 
 def test_every_forward_pass_waits_for_the_device(sample_models, sample_case):
     """classify and model_layers queue behind a running computation (on_wait is told)."""
-    from explain.engine import classify
-    from explain.layers import on_device
+    from explain.cam.device import on_device
+    from explain.cam.engine import classify
 
     waited = threading.Event()
     release = threading.Event()

@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from explain.errors import InputError
-from explain.volumes import from_ras, load_volume, make_volume, save_nifti, to_ras
+from explain.io.load import load_volume
+from explain.io.volume import from_ras, make_volume, to_ras
+from explain.io.write import save_nifti
 
 OBLIQUE = np.array([[0.0, 0.0, -2.5, 40.0], [-0.9, 0.2, 0.0, 10.0], [0.2, 0.9, 0.0, -30.0], [0, 0, 0, 1]])
 
@@ -242,7 +244,7 @@ def test_mutated_nifti_headers_never_crash(tmp_path, edits, compress):
 
 
 def test_exported_cam_bytes_reopen_on_the_input_grid(tmp_path):
-    from explain.volumes import nifti_bytes
+    from explain.io.write import nifti_bytes
 
     cam = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
     path = tmp_path / "cam.nii.gz"

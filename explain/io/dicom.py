@@ -1,8 +1,8 @@
-"""DICOM to a `Volume`: a series (a folder, or a .zip via `explain.archives`), one multi-frame file
+"""DICOM to a `Volume`: a series (a folder, or a .zip via `explain.io.archives`), one multi-frame file
 (a volume), or one single-frame file (a 2D image).
 
-Read with pydicom. Where frames keep their geometry is `explain.dicom_frames`; how frames become a
-volume is `explain.dicom_geometry`; a single image is `explain.dicom_image`. Series are named in
+Read with pydicom. Where frames keep their geometry is `explain.io.dicom_frames`; how frames become a
+volume is `explain.io.dicom_geometry`; a single image is `explain.io.dicom_image`. Series are named in
 messages by SeriesNumber and SeriesDescription; patient fields are never read into a `Volume` or
 a message.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from explain.dicom_frames import decode, frame_of_single, frames_of_multiframe, has_pixels, is_multiframe, n_frames
-from explain.dicom_geometry import stack_frames
-from explain.dicom_image import image_to_volume
 from explain.errors import InputError
-from explain.sniff import looks_like_bare_dicom
-from explain.volumes import MAX_ZIP_MEMBERS, Volume, _check_voxels, make_volume
+from explain.io.dicom_frames import decode, frame_of_single, frames_of_multiframe, has_pixels, is_multiframe, n_frames
+from explain.io.dicom_geometry import stack_frames
+from explain.io.dicom_image import image_to_volume
+from explain.io.sniff import looks_like_bare_dicom
+from explain.io.volume import MAX_ZIP_MEMBERS, Volume, make_volume
+from explain.limits import check_voxels
 
 
 def load_dicom_folder(folder: Path, *, max_bytes: int, max_voxels: int) -> Volume:
@@ -82,7 +83,7 @@ def load_dicom_items(items: list[tuple[str, bytes]], name: str, *, max_voxels: i
     for f, d in images:
         if str(d.get("PhotometricInterpretation", "")).strip() != str(ds.get("PhotometricInterpretation", "")).strip():
             raise InputError(f"{what}: the slices mix photometric interpretations ({f}); the series is inconsistent")
-    _check_voxels((frames[0].cols, frames[0].rows, len(frames)), max_voxels, what)
+    check_voxels((frames[0].cols, frames[0].rows, len(frames)), what, max_voxels)
     data, affine, notes = stack_frames(frames, what, max_voxels)
     return make_volume(data, affine, name, (*warnings, *notes, *_monochrome1_note(ds, what)))
 
@@ -130,7 +131,7 @@ def _decoder(ds, label: str):
 
 def _multiframe(ds, name: str, label: str, what: str, max_voxels: int, warnings: list[str]) -> Volume:
     _refuse_colour(ds, what)
-    _check_voxels((int(ds.Columns), int(ds.Rows), n_frames(ds)), max_voxels, what)
+    check_voxels((int(ds.Columns), int(ds.Rows), n_frames(ds)), what, max_voxels)
     stored = decode(ds, label)
     frames = frames_of_multiframe(ds, what, stored)
     if len(frames) == 1:

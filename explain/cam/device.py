@@ -1,4 +1,4 @@
-"""The device, and what a model's layers look like: candidate layers, their shapes, the ViT token grid.
+"""The device: which one, one forward pass at a time on it, and a model frozen for the call.
 
 Every forward pass in camviewer (listing layers, classifying, explaining) runs
 under `on_device()`, one at a time: concurrent users queue instead of running the
@@ -9,17 +9,13 @@ inside its own turn.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-from explain.attention import is_vit, token_grid
 from explain.errors import InputError
-from explain.hooks import LayerInfo, list_layers
-from explain.models import LoadedModel
 
 
 class _DeviceLock:
@@ -85,42 +81,3 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
-
-
-def example_input(model: LoadedModel, device: torch.device) -> torch.Tensor:
-    """A zero input of the model's declared shape (batch of one)."""
-    if model.input_shape is None:
-        raise InputError("the model's input shape is unknown; give it in the model card (input_shape)")
-    return torch.zeros((1, *model.input_shape), device=device)
-
-
-_LAYER_CACHE: OrderedDict[tuple[str, str], tuple[list[LayerInfo], tuple[int, ...] | None]] = OrderedDict()
-
-
-def model_layers(
-    model: LoadedModel, device: str | torch.device = "auto"
-) -> tuple[list[LayerInfo], tuple[int, ...] | None]:
-    """Candidate layers and the ViT token grid (None for other models), cached per model identity."""
-    dev = resolve_device(device)
-    key = (model.identity, str(dev))
-    if key in _LAYER_CACHE:
-        _LAYER_CACHE.move_to_end(key)
-        return _LAYER_CACHE[key]
-    with on_device():
-        module = model.module.to(dev)
-        example = example_input(model, dev)
-        with frozen(module):
-            try:
-                grid = token_grid(module, example) if is_vit(module) else None
-                layers = list_layers(module, example, grid)
-            except InputError:
-                raise
-            except Exception as e:  # noqa: BLE001 - the model's own errors, reported plainly
-                raise InputError(
-                    f"{model.source}: the model does not run on an input of shape {tuple(example.shape)}: "
-                    f"{type(e).__name__}: {str(e)[:200]}"
-                ) from e
-    _LAYER_CACHE[key] = (layers, grid)
-    while len(_LAYER_CACHE) > 64:
-        _LAYER_CACHE.popitem(last=False)
-    return layers, grid

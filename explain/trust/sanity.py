@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.models import LoadedModel
-from explain.volumes import Volume
+from explain.io.volume import Volume
+from explain.models.loaded import LoadedModel
 
 # Below this Spearman correlation after the top block is randomised, the map depends on the learned weights.
 DEPENDS_BELOW = 0.3
@@ -142,8 +142,8 @@ def cascade(
     device: str = "auto",
 ) -> SanityReport:
     """Randomise blocks from the top down and report, per step, how much the map changed."""
-    from explain.engine import explain
     from explain.policy import is_attention
+    from explain.request import explain
 
     layers = None if is_attention(method) or layer is None else [layer]
     original = explain(model, volume, method, layers, target, device=device, block=block).get()
@@ -152,7 +152,8 @@ def cascade(
     copy_model = LoadedModel(twin, model.card, model.identity, model.source, model.kind, model.input_shape)
     generator = torch.Generator().manual_seed(seed)
     report = SanityReport(original.method, original.layer, original.target)
-    from explain.layers import example_input, resolve_device
+    from explain.cam.device import resolve_device
+    from explain.cam.layers import example_input
 
     found = parameter_blocks(twin, example_input(model, resolve_device(device)).to(next(twin.parameters()).device))
     own = [b for b in found if b[0] == "model"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from explain.errors import InputError
-from explain.sniff import HEAD_BYTES, looks_like_bare_dicom, pair_header_kind
-from explain.volumes import MAX_ZIP_MEMBERS, Volume
+from explain.io.sniff import HEAD_BYTES, looks_like_bare_dicom, pair_header_kind
+from explain.io.volume import MAX_ZIP_MEMBERS, Volume
 
 _CLUTTER = {"thumbs.db", "desktop.ini", ".ds_store"}
 
@@ -71,7 +71,7 @@ def read_zip(path: Path, max_bytes: int) -> list[Member]:
     return members
 
 
-def _is_clutter(p: PurePosixPath) -> bool:
+def is_clutter(p: PurePosixPath) -> bool:
     """Files that archivers and desktops add on their own (macOS resource forks, thumbnails)."""
     return "__MACOSX" in p.parts or p.name.lower() in _CLUTTER or p.name.startswith("._")
 
@@ -79,8 +79,8 @@ def _is_clutter(p: PurePosixPath) -> bool:
 def _dicom_series(members: list[Member], name: str, max_voxels: int, volume_index: int | None) -> Loader | None:
     if not any(m.data[128:132] == b"DICM" or looks_like_bare_dicom(m.data[:16]) for m in members):
         return None
-    from explain.dicom import load_dicom_items
-    from explain.volumes import single_volume
+    from explain.io.dicom import load_dicom_items
+    from explain.io.volume import single_volume
 
     single_volume(name, volume_index)
     items = [(m.path.name, m.data) for m in members]
@@ -101,7 +101,7 @@ def _image_pair(members: list[Member], name: str, max_voxels: int, volume_index:
         raise InputError(
             f"{name}: holds the header {header.path.name} but not {stem.name}.img beside it; put both files in the .zip"
         )
-    from explain.neuro import pair_to_volume
+    from explain.io.neuro import pair_to_volume
 
     image = data[0]
     return lambda: pair_to_volume(
@@ -128,7 +128,8 @@ def _nrrd_bundle(members: list[Member], name: str, max_voxels: int, volume_index
     def load() -> Volume:
         import tempfile
 
-        from explain.volumes import _load_nrrd, safe_name
+        from explain.io.nrrd import load_nrrd
+        from explain.io.volume import safe_name
 
         with tempfile.TemporaryDirectory() as tmp:
             for m in beside:
@@ -136,7 +137,7 @@ def _nrrd_bundle(members: list[Member], name: str, max_voxels: int, volume_index
                 target.write_bytes(m.data)
             path = Path(tmp) / safe_name(header.path.name, "member")
             try:
-                volume = _load_nrrd(path, max_voxels=max_voxels, volume_index=volume_index)
+                volume = load_nrrd(path, volume_index=volume_index)
             except InputError as e:
                 raise InputError(f"{name}: {e}") from None
         return volume
@@ -150,7 +151,7 @@ _KINDS: tuple[Recogniser, ...] = (_dicom_series, _image_pair, _nrrd_bundle)
 
 def load_zip(path: Path, *, max_bytes: int, max_voxels: int, volume_index: int | None) -> Volume:
     """The volume or image held in a .zip: one DICOM series, one .hdr/.img pair, or an NRRD header and its data."""
-    members = [m for m in read_zip(path, max_bytes) if not _is_clutter(m.path)]
+    members = [m for m in read_zip(path, max_bytes) if not is_clutter(m.path)]
     if not members:
         raise InputError(f"{path.name}: the .zip holds no files")
     for recognise in _KINDS:

@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 
 from explain import __version__
-from explain.preprocess import GridMap
+from explain.cam.preprocess import GridMap
 
 
 @dataclass(eq=False)

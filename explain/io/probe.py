@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from explain.errors import InputError
-from explain.sniff import HEAD_BYTES, gunzip_head, pair_header_kind, sniff
+from explain.io.sniff import HEAD_BYTES, gunzip_head, pair_header_kind, sniff
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _probe_file(path: Path, head: bytes) -> VolumeInfo:
             "FreeSurfer MGH", nib.freesurfer.mghformat.MGHHeader.from_fileobj(io.BytesIO(raw)).get_data_shape()
         )
     if kind == "pair":
-        from explain.neuro import find_pair
+        from explain.io.neuro import find_pair
 
         header, _ = find_pair(path)
         with open(header, "rb") as f:
@@ -84,13 +84,13 @@ def _probe_file(path: Path, head: bytes) -> VolumeInfo:
     if kind == "dicom":
         import pydicom
 
-        from explain.dicom_frames import n_frames
+        from explain.io.dicom_frames import n_frames
 
         ds = pydicom.dcmread(path, stop_before_pixels=True, force=head[128:132] != b"DICM")
         rows, cols, frames = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0), n_frames(ds)
         return VolumeInfo("DICOM", 3 if frames > 1 else 2, (cols, rows, frames) if frames > 1 else (cols, rows), 1)
     if kind in ("png", "jpeg"):
-        from explain.images2d import declared_size
+        from explain.io.images2d import declared_size
 
         width, height, _ = declared_size(path, kind)
         return VolumeInfo(kind.upper(), 2, (width, height), 1)
@@ -103,7 +103,7 @@ def _head(path: Path, n: int) -> bytes:
 
 
 def _from_shape(kind: str, shape) -> VolumeInfo:
-    from explain.neuro import image_shape
+    from explain.io.neuro import image_shape
 
     spatial, n = image_shape(tuple(shape), kind)
     kept = tuple(s for s in spatial if s > 1)
@@ -120,10 +120,10 @@ def _pair_info(header: bytes) -> VolumeInfo:
 
 
 def _probe_zip(path: Path) -> VolumeInfo:
-    from explain.archives import _is_clutter
+    from explain.io.archives import is_clutter
 
     with zipfile.ZipFile(path) as archive:
-        infos = [m for m in archive.infolist() if not m.is_dir() and not _is_clutter(PurePosixPath(m.filename))]
+        infos = [m for m in archive.infolist() if not m.is_dir() and not is_clutter(PurePosixPath(m.filename))]
         for m in infos:
             if m.file_size <= 1024:  # a pair header is 348 to 544 bytes; nothing larger is read
                 with archive.open(m) as f:

@@ -1,6 +1,6 @@
 """What kind of file is this? Decided from its first bytes, never from its name.
 
-Only the standard library here: `explain.volumes` imports this at start-up. The
+Only the standard library here: `explain.io.volume` imports this at start-up. The
 one exception to "content, not name" is the data half of an Analyze/NIfTI pair
 (`.img`), which is raw voxels with no signature: it is recognised by a header with
 the same stem beside it (see `explain.neuro.find_pair`).

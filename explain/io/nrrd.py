@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from explain.errors import InputError
+from explain.io.volume import Volume, make_volume, pick_3d
 from explain.limits import check_bytes, check_voxels
 
 MAX_HEADER_BYTES = 1024 * 1024
@@ -34,6 +35,16 @@ _SPACES = {
     "left-anterior-superior": (-1, 1, 1),
     "las": (-1, 1, 1),
 }
+
+
+def load_nrrd(path: Path, *, volume_index: int | None = None) -> Volume:
+    """An NRRD file as a `Volume` (every axis is counted against the voxel budget by `read_nrrd`)."""
+    data, affine, header = read_nrrd(path, path.name)
+    kinds = header.get("kinds")
+    if data.ndim == 4 and kinds is not None and kinds[0] not in ("domain", "space"):
+        data = np.moveaxis(data, 0, -1)  # NRRD puts the list axis first
+    data, warnings = pick_3d(data, path.name, volume_index)
+    return make_volume(data, affine, path.name, tuple(warnings))
 
 
 def read_nrrd(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -1,11 +1,11 @@
 """Load, validate and describe models without executing code from the file.
 
 Two ways in:
-- a `.pt2` program (`torch.export.save`), read by `explain.pt2` (which never
+- a `.pt2` program (`torch.export.save`), read by `explain.models.pt2` (which never
   unpickles) and `torch.export.unflatten`-ed so that named submodules accept hooks;
 - a weights file (`.pt`/`.pth` read with `weights_only=True`, or `.safetensors`)
   plus the name of an allowed `monai.networks.nets` class and plain arguments
-  (`explain.netargs`).
+  (`explain.models.netargs`).
 TorchScript (cannot be hooked) and pickled whole modules (loading them runs code)
 are refused with a message saying how to export a `.pt2` instead.
 
@@ -22,16 +22,16 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from explain.cards import ModelCard, canonical_json, validate_card
 from explain.errors import InputError
 from explain.limits import check_bytes, max_bytes, mib
+from explain.models.cards import ModelCard, canonical_json, validate_card
+from explain.models.loaded import LoadedModel, ModelFile
 
 CARD_FILE = "model_card.json"
 
@@ -39,39 +39,6 @@ EXPORT_HINT = (
     "Export the model instead: `ep = torch.export.export(model.eval(), (example_input,)); "
     "torch.export.save(ep, 'model.pt2')`, or save its state_dict and give the MONAI network name."
 )
-
-
-@dataclass(frozen=True, eq=False)
-class ModelFile:
-    """What a model file holds, before any card from a form is applied."""
-
-    module: nn.Module
-    file_hash: str  # the bytes (and, for weights, the network name and arguments)
-    source: str  # a display name, never a server path
-    kind: str  # "pt2" | "weights"
-    input_shape: tuple[int, ...] | None  # (C, *spatial) as the program declares it
-    card: dict[str, Any] | None  # the validated fields of the card found in or beside the file
-    card_origin: str  # "inside the file", "sidecar <name>", or "none"
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    """A hookable module in eval mode, its effective card, and its identity (file + card)."""
-
-    module: nn.Module
-    card: ModelCard
-    identity: str
-    source: str
-    kind: str  # "pt2" | "weights"
-    input_shape: tuple[int, ...] | None = None  # (C, *spatial)
-    file_hash: str = ""
-    card_origin: str = "none"
-    filled: tuple[str, ...] = ()  # card fields taken from the form because the model's card lacks them
-    overridden: tuple[str, ...] = ()  # card fields the user overrode on purpose
-
-    @property
-    def spatial_dims(self) -> int | None:
-        return len(self.input_shape) - 1 if self.input_shape else None
 
 
 def read_model_file(
@@ -212,7 +179,7 @@ def _sidecar_card(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 
 def _read_pt2(data: bytes, name: str) -> tuple[nn.Module, tuple[int, ...], dict | None, str]:
-    from explain.pt2 import PT2_LOCK, read_pt2
+    from explain.models.pt2 import PT2_LOCK, read_pt2
 
     program = read_pt2(data, name)
     card = _parse_card_text(program.card_text, f"{name} (card inside the file)") if program.card_text else None
@@ -227,7 +194,7 @@ def _read_pt2(data: bytes, name: str) -> tuple[nn.Module, tuple[int, ...], dict 
 
 
 def _load_weights(data: bytes, name: str, arch: str, arch_kwargs: dict[str, Any], zip_names: list[str]) -> nn.Module:
-    from explain.netargs import build_network
+    from explain.models.netargs import build_network
 
     state = _read_state_dict(data, name, zip_names)
     module = build_network(arch, arch_kwargs, name)

@@ -9,7 +9,7 @@ A frame is one 2D image: a single-frame file of a series, or one frame of a mult
 - RT dose keeps one ImagePositionPatient and a GridFrameOffsetVector of offsets along the slice
   normal (or, when its first value is not 0, the frames' z coordinates, for axial grids only),
   and scales stored values to Gy with DoseGridScaling.
-Every multi-frame file is then checked as a stack like any series (`explain.dicom_geometry`).
+Every multi-frame file is then checked as a stack like any series (`explain.io.dicom_geometry`).
 """
 
 from __future__ import annotations

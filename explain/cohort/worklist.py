@@ -1,4 +1,4 @@
-"""A finished cohort run, read back for the page's worklist (see `explain.batch` for writing one).
+"""A finished cohort run, read back for the page's worklist (see `explain.cohort.batch` for writing one).
 
 The worklist folder is chosen by the server (CAMVIEWER_BATCH_DIR), never by a user, so
 the case and model paths recorded in a run's table and batch.json are trusted.
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from explain.batch import read_table
+from explain.cohort.batch import read_table
 from explain.errors import InputError
 
 NUMERIC = ("target", "predicted", "raw_peak", "energy_in_mask", "iou", "sanity_spearman_top", "sanity_ssim_top",

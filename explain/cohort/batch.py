@@ -128,7 +128,7 @@ class CaseWorker:
     def __init__(self, model_spec: dict, out_dir: str, device: str, threads: int) -> None:
         import torch
 
-        from explain.models import load_model
+        from explain.models.load import load_model
 
         torch.set_num_threads(max(int(threads), 1))
         self.model = load_model(model_spec["path"], **model_spec.get("options", {}))
@@ -137,7 +137,7 @@ class CaseWorker:
         self.name = f"worker-{id(self) % 10_000:04d}"
 
     def run(self, case: Case, key: str, choices: Choices) -> list[dict[str, Any]]:
-        from explain.volumes import load_volume
+        from explain.io.load import load_volume
 
         base = {"case": case.case, "path": case.path, "mask": case.mask, "label": case.label, "case_key": key}
         base |= {"model_hash": self.model.identity, "worker": self.name}
@@ -172,10 +172,10 @@ class CaseWorker:
         raise InputError(f"{case.case}: label {case.label[:40]!r} is neither a class index nor a class name")
 
     def _explain(self, case: Case, volume, mask, method: str, target, choices: Choices) -> list[dict[str, Any]]:
-        from explain.localisation import localise, target_mask
+        from explain.io.write import save_nifti
         from explain.policy import is_attention
         from explain.request import compute, make_request
-        from explain.volumes import save_nifti
+        from explain.trust.localisation import localise, target_mask
 
         layers = None if is_attention(method) or not choices.layers else list(choices.layers)
         request = make_request(self.model, volume, method, layers, target, device=self.device)
@@ -199,7 +199,7 @@ class CaseWorker:
                 row |= localise(r.cam, target_mask(mask, r.target), choices.threshold).to_dict()
                 row.pop("threshold"), row.pop("mask_voxels")
             if choices.sanity:
-                from explain.sanity import cascade
+                from explain.trust.sanity import cascade
 
                 report = cascade(self.model, volume, method, r.layer if layers else None, r.target, max_steps=1)
                 top = report.steps[0] if report.steps else None
@@ -259,7 +259,7 @@ def run_batch(
     import ray
     from ray.util import ActorPool
 
-    from explain.models import load_model
+    from explain.models.load import load_model
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

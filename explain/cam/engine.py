@@ -1,58 +1,43 @@
-"""The one orchestrator: image + model -> maps on the model grid (and, on demand, the image's grid).
+"""The engine: image + model + a resolved `MapSpec` -> maps on the model grid (and, on demand, the image's grid).
 
-    from explain.engine import explain
-    result = explain(model, volume, method="gradcam", target="all")
+    from explain.cam.engine import MapSpec, run
+    result = run(MapSpec("gradcam", ("features.block3",), "all"), model, volume)
+
+It knows nothing of requests, caches or defaults: `explain.request` resolves those and calls `run`.
 
 One forward pass for any number of layers and classes; per class one
 `torch.autograd.grad` from the score to the captured activations only. Parameters
 are frozen for the call, so neither parameter gradients nor a backward pass
 below the layer are computed. Everything stays on the device until the end.
-Every forward pass holds the device (`explain.layers.on_device`).
+Every forward pass holds the device (`explain.cam.device.on_device`).
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explain.attention import attention_layers, block_to_feature_map, cls_attention, require_attention, rollout
-from explain.attention import tokens_to_grid as _tokens_to_grid
+from explain.cam.attention import attention_layers, block_to_feature_map, cls_attention, require_attention, rollout
+from explain.cam.attention import tokens_to_grid as _tokens_to_grid
+from explain.cam.device import frozen, on_device, resolve_device
+from explain.cam.hooks import capture
+from explain.cam.layers import model_layers
+from explain.cam.methods import GRADIENT_METHODS, display_map
+from explain.cam.preprocess import GridMap, plan_grid
+from explain.cam.results import CamResult, Explanation
+from explain.cam.targets import predict, resolve_targets, score
 from explain.errors import InputError
-from explain.hooks import capture
-from explain.layers import frozen, model_layers, on_device, resolve_device
-from explain.methods import GRADIENT_METHODS, display_map
-from explain.models import LoadedModel
-from explain.policy import (
-    check_fit,
-    class_names,
-    valid_methods,  # noqa: F401 - part of this module's public face
-)
-from explain.policy import default_layer_for as _policy_default_layer
-from explain.preprocess import GridMap, plan_grid
-from explain.request import CamRequest, make_request
-from explain.results import CamResult, Explanation
-from explain.targets import predict, resolve_targets, score
-from explain.volumes import Volume, make_volume
+from explain.io.volume import Volume, as_volume
+from explain.models.loaded import LoadedModel, check_fit, class_names
 
 Progress = Callable[[str], None] | None
-
-
-def default_layer_for(model: LoadedModel, device: str | torch.device = "auto") -> str:
-    """The layer gradient methods use when none is given (card's choice, else the engine's)."""
-    layers, _ = model_layers(model, device)
-    return _policy_default_layer(model, layers)
-
-
-def _as_volume(volume: Volume | np.ndarray) -> Volume:
-    if isinstance(volume, Volume):
-        return volume
-    return make_volume(np.asarray(volume), np.eye(4), "array")
 
 
 def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tuple[nn.Module, GridMap, torch.Tensor]:
@@ -71,45 +56,26 @@ def classify(
     """One forward pass without gradients: (scores, probabilities, predicted class)."""
     dev = resolve_device(device)
     with on_device(on_wait):
-        module, _, x = _model_input(model, _as_volume(volume), dev)
+        module, _, x = _model_input(model, as_volume(volume), dev)
         with frozen(module), torch.no_grad():
             prediction = predict(_run(module, x, model.source), model.card.task)
     scores = prediction.scores.float().cpu().numpy()
     return scores, prediction.probabilities.float().cpu().numpy(), prediction.predicted
 
 
-def explain(
-    model: LoadedModel,
-    volume: Volume | np.ndarray,
-    method: str = "gradcam",
-    layers: Sequence[str] | str | None = None,
-    target: int | str | Sequence[int] | None = None,
-    device: str | torch.device = "auto",
-    region: np.ndarray | None = None,
-    head: int | None = None,
-    block: int | None = None,
-    progress: Progress = None,
-    on_wait: Callable[[], None] | None = None,
-) -> Explanation:
-    """Compute maps for every (layer, target) pair in one forward pass (uncached; see `explain.request`).
+@dataclass(frozen=True)
+class MapSpec:
+    """What to compute, every default already resolved (`explain.request.make_request` resolves them)."""
 
-    - method: one of `explain.methods.ALL_METHODS`.
-    - layers: dotted module names (default: the card's or the engine's choice).
-      Attention methods use `block` (vit-attention; default the last) and `head`
-      (default: mean over heads) instead.
-    - target: a class index, a list, 'all', or None for the predicted class.
-    - region: segmentation only; a mask on the image's (or the model's) grid.
-    - progress: called with each stage name ("preprocess", "forward", "gradients", "mapping").
-    """
-    volume = _as_volume(volume)
-    request = make_request(
-        model, volume, method, layers, target, block=block, head=head, region=region, device=str(device)
-    )
-    return run_request(request, model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
+    method: str
+    layers: tuple[str, ...] = ()  # gradient methods: dotted module names
+    targets: tuple[int, ...] | str | None = None  # class indices, "all", or None for the predicted class
+    block: int | None = None  # vit-attention: the block
+    head: int | None = None  # vit-attention: one head instead of the mean
 
 
-def run_request(
-    request: CamRequest,
+def run(
+    spec: MapSpec,
     model: LoadedModel,
     volume: Volume,
     *,
@@ -118,7 +84,11 @@ def run_request(
     progress: Progress = None,
     on_wait: Callable[[], None] | None = None,
 ) -> Explanation:
-    """Compute one resolved request (the engine proper; `explain.request.compute` adds the cache)."""
+    """Compute maps for every (layer, target) pair of `spec` in one forward pass (uncached).
+
+    - region: segmentation only; a mask on the image's (or the model's) grid.
+    - progress: called with each stage name ("preprocess", "forward", "gradients", "mapping").
+    """
     report = progress or (lambda _stage: None)
     dev = resolve_device(device)
     with on_device(on_wait):
@@ -128,10 +98,10 @@ def run_request(
         timings = {"preprocess": time.perf_counter() - t_start}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if request.method in GRADIENT_METHODS:
-                results, prediction = _gradient_maps(model, module, x, grid, volume, request, region, timings, report)
+            if spec.method in GRADIENT_METHODS:
+                results, prediction = _gradient_maps(model, module, x, grid, volume, spec, region, timings, report)
             else:
-                results, prediction = _attention_maps(model, module, x, grid, volume, request, timings, report)
+                results, prediction = _attention_maps(model, module, x, grid, volume, spec, timings, report)
         notes = [str(w.message) for w in caught]
     names = class_names(model, prediction.logits.shape[1])
     for r in results:
@@ -164,9 +134,9 @@ def _run(module: nn.Module, x: torch.Tensor, source: str = "the model") -> objec
         ) from e
 
 
-def _gradient_maps(model, module, x, grid, volume, request, region, timings, report):
-    fn = GRADIENT_METHODS[request.method]
-    layer_names = list(request.layers)
+def _gradient_maps(model, module, x, grid, volume, spec, region, timings, report):
+    fn = GRADIENT_METHODS[spec.method]
+    layer_names = list(spec.layers)
     layer_infos, token_shape = model_layers(model, x.device)
     tokens = {info.name: token_shape for info in layer_infos if info.kind == "tokens"}
     t0 = time.perf_counter()
@@ -180,7 +150,7 @@ def _gradient_maps(model, module, x, grid, volume, request, region, timings, rep
         _sync(x.device)
         timings["forward"] = time.perf_counter() - t0
         region_t = _region_on_model_grid(region, grid, prediction.logits, x.device)
-        wanted = resolve_targets(_target_arg(request), prediction)
+        wanted = resolve_targets(_target_arg(spec), prediction)
         acts = [cap.acts[name] for name in layer_names]
         t1 = time.perf_counter()
         report("gradients")
@@ -208,14 +178,14 @@ def _gradient_maps(model, module, x, grid, volume, request, region, timings, rep
         timings["backward"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     report("mapping")
-    results = [_finish(request.method, name, t, raw, grid, volume.affine) for name, t, raw in pending]
+    results = [_finish(spec.method, name, t, raw, grid, volume.affine) for name, t, raw in pending]
     _sync(x.device)
     timings["upsample"] = time.perf_counter() - t2
     return results, prediction
 
 
-def _target_arg(request: CamRequest):
-    return list(request.targets) if isinstance(request.targets, tuple) else request.targets
+def _target_arg(spec: MapSpec):
+    return list(spec.targets) if isinstance(spec.targets, tuple) else spec.targets
 
 
 def _region_on_model_grid(
@@ -234,11 +204,11 @@ def _region_on_model_grid(
     )
 
 
-def _attention_maps(model, module, x, grid, volume, request, timings, report):
+def _attention_maps(model, module, x, grid, volume, spec, timings, report):
     names = attention_layers(module)
     if not names or model.card.task != "classification":
         raise InputError(
-            f"{request.method} needs a ViT classifier with attention blocks; this model has none. "
+            f"{spec.method} needs a ViT classifier with attention blocks; this model has none. "
             "Use gradcam, gradcampp, hirescam or layercam"
         )
     _, shape = model_layers(model, x.device)
@@ -249,12 +219,12 @@ def _attention_maps(model, module, x, grid, volume, request, timings, report):
     timings["forward"] = time.perf_counter() - t0
     prediction = predict(output, model.card.task)
     weights = require_attention(cap.attention, names)
-    wanted = resolve_targets(_target_arg(request), prediction)
-    if request.method == "vit-attention":
-        index = request.block if request.block is not None else len(weights) - 1
+    wanted = resolve_targets(_target_arg(spec), prediction)
+    if spec.method == "vit-attention":
+        index = spec.block if spec.block is not None else len(weights) - 1
         if not 0 <= index < len(weights):
             raise InputError(f"block {index} does not exist; the ViT has {len(weights)} blocks")
-        token_scores = cls_attention(weights[index], request.head)
+        token_scores = cls_attention(weights[index], spec.head)
         layer = names[index].rsplit(".attn.drop_weights", 1)[0]
     else:
         token_scores = rollout(weights)
@@ -262,7 +232,7 @@ def _attention_maps(model, module, x, grid, volume, request, timings, report):
     report("mapping")
     raw = _tokens_to_grid(token_scores, shape)[0]
     # Attention is class-agnostic: one map, reported once per requested class.
-    return [_finish(request.method, layer, t, raw, grid, volume.affine) for t in wanted], prediction
+    return [_finish(spec.method, layer, t, raw, grid, volume.affine) for t in wanted], prediction
 
 
 def _finish(method: str, layer: str, target: int, raw: torch.Tensor, grid: GridMap, affine: np.ndarray) -> CamResult:

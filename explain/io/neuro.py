@@ -19,8 +19,9 @@ from nibabel.fileholders import FileHolder
 
 from explain import limits
 from explain.errors import InputError
-from explain.sniff import HEAD_BYTES, is_nifti2, pair_header_kind
-from explain.volumes import Volume, _check_voxels, choose_volume, make_volume
+from explain.io.sniff import HEAD_BYTES, is_nifti2, pair_header_kind
+from explain.io.volume import Volume, choose_volume, make_volume
+from explain.limits import check_voxels
 
 _PAIR_CLASSES = {"nifti1": nib.Nifti1Pair, "nifti2": nib.Nifti2Pair, "analyze": nib.Spm2AnalyzeImage}
 _PAIR_NAMES = {"nifti1": "NIfTI-1 pair", "nifti2": "NIfTI-2 pair", "analyze": "Analyze 7.5"}
@@ -48,11 +49,11 @@ def open_nifti(path: Path, *, compressed: bool, max_bytes: int):
 def open_mgh(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int) -> nib.MGHImage:
     """A FreeSurfer image from .mgh, or .mgz (gzip, decompressed under the `max_bytes` ceiling)."""
     if compressed:
-        from explain.sniff import gunzip_head
+        from explain.io.sniff import gunzip_head
 
         # Refuse an oversized volume from its header, before decompressing the voxels.
         header = nib.freesurfer.mghformat.MGHHeader.from_fileobj(io.BytesIO(gunzip_head(path, 284)))
-        _check_voxels(header.get_data_shape(), max_voxels, path.name)
+        check_voxels(header.get_data_shape(), path.name, max_voxels)
         return nib.MGHImage.from_bytes(bounded_gunzip(path, max_bytes))
     return nib.MGHImage.from_file_map({"image": FileHolder(filename=str(path))})
 
@@ -62,7 +63,7 @@ def open_mgh(path: Path, *, compressed: bool, max_bytes: int, max_voxels: int) -
 
 def find_pair(path: Path) -> tuple[Path, Path]:
     """(header, data) of the .hdr/.img pair that `path` is either half of, both in `path`'s folder."""
-    from explain.sniff import sibling_header
+    from explain.io.sniff import sibling_header
 
     with open(path, "rb") as f:
         is_header = pair_header_kind(f.read(HEAD_BYTES)) is not None
@@ -154,7 +155,7 @@ def image_to_volume(
 ) -> Volume:
     """One volume of a nibabel image as a 2D or 3D `Volume`; only the chosen volume of a 4D file is read."""
     spatial, n = image_shape(img.shape, name)
-    _check_voxels(spatial, max_voxels, name)
+    check_voxels(spatial, name, max_voxels)
     index, warnings = choose_volume(n, name, volume_index)
     if len(img.shape) > 3:
         data = np.asanyarray(img.dataobj[(slice(None),) * 3 + (index,) + (0,) * (len(img.shape) - 4)])

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from explain.cards import ModelCard
 from explain.errors import InputError
-from explain.volumes import ras_orientation
+from explain.io.volume import ras_orientation
+from explain.models.cards import ModelCard
 
 # A 2D image is data[i = column, j = row]; 2D models take (H = rows, W = columns).
 _IMAGE_TO_MODEL_2D = ((1, 1), (0, 1))

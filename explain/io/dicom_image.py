@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from explain.dicom_frames import Frame, _number, _vector, decode
-from explain.dicom_geometry import LPS_TO_RAS, unit_orientation
 from explain.errors import InputError
-from explain.volumes import Volume, _check_voxels, make_volume
+from explain.io.dicom_frames import Frame, _number, _vector, decode
+from explain.io.dicom_geometry import LPS_TO_RAS, unit_orientation
+from explain.io.volume import Volume, make_volume
+from explain.limits import check_voxels
 
 _LETTERS = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0), "H": (0, 0, 1), "F": (0, 0, -1)}
 _BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # luma weights (ITU-R BT.601)
@@ -25,7 +26,7 @@ _BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # luma weights (ITU-
 
 def image_to_volume(ds, frame: Frame, name: str, *, max_voxels: int, pixels: np.ndarray | None = None) -> Volume:
     """A 2D `Volume` from one frame of `ds` (decoded here unless `pixels` is given)."""
-    _check_voxels((frame.cols, frame.rows), max_voxels, name)
+    check_voxels((frame.cols, frame.rows), name, max_voxels)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2") or "MONOCHROME2").strip().upper()
     if photometric.startswith("PALETTE"):
         raise InputError(

@@ -13,7 +13,7 @@
 6. Each frame's rescale (slope, intercept) is applied to that frame: values are in the modality's
    units (Hounsfield units for CT, Gy for RT dose).
 
-The result is converted from DICOM's LPS+ to RAS+ (see `explain.volumes`).
+The result is converted from DICOM's LPS+ to RAS+ (see `explain.io.volume`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 
-from explain.dicom_frames import Frame
 from explain.errors import InputError
-from explain.volumes import _check_voxels
+from explain.io.dicom_frames import Frame
+from explain.limits import check_voxels
 
 ORIENTATION_TOL = 1e-3  # per direction-cosine component (about 0.06 degrees): far above printed precision
 DUPLICATE_MM = 1e-3  # two frames closer than this along the normal are at the same position
@@ -68,7 +68,7 @@ def stack_frames(frames: list[Frame], what: str, max_voxels: int) -> tuple[np.nd
     v0 = math.floor(min(0.0, dj.min())) if tilted else 0
     nu = math.ceil(max(0.0, di.max())) - u0 + cols if tilted else cols
     nv = math.ceil(max(0.0, dj.max())) - v0 + rows if tilted else rows
-    _check_voxels((nu, nv, len(frames)), max_voxels, what)
+    check_voxels((nu, nv, len(frames)), what, max_voxels)
     data = np.empty((cols, rows, len(frames)), dtype=np.float32)
     for k, idx in enumerate(order):
         f = frames[idx]

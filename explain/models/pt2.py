@@ -34,7 +34,7 @@ import torch
 
 from explain.errors import InputError
 from explain.limits import check_bytes, mib
-from explain.pt2_graph import check_program
+from explain.models.pt2_graph import check_program
 
 CARD_FILE = "model_card.json"
 MAX_MEMBERS = 20_000

@@ -1,4 +1,4 @@
-"""The graph of a `.pt2` program, checked before torch deserialises it (see `explain.pt2`).
+"""The graph of a `.pt2` program, checked before torch deserialises it (see `explain.models.pt2`).
 
 Refused: guard code (turned into Python by torch), dynamic shapes and any symbolic value
 (parsed with `sympy.sympify`, which evaluates strings), custom objects, higher-order

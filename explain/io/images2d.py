@@ -1,6 +1,6 @@
 """PNG and JPEG images as 2D `Volume`s, through Pillow.
 
-The type comes from the magic bytes (`explain.sniff`), and the pixel count the header declares
+The type comes from the magic bytes (`explain.io.sniff`), and the pixel count the header declares
 is checked against the voxel limit before any pixel is decoded: PNG's IHDR and JPEG's
 start-of-frame marker are parsed here, so Pillow's decompression-bomb guard is only a second line.
 
@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from explain.errors import InputError
-from explain.sniff import PNG_MAGIC
-from explain.volumes import Volume, _check_voxels, make_volume
+from explain.io.sniff import PNG_MAGIC
+from explain.io.volume import Volume, make_volume
+from explain.limits import check_voxels
 
 _BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -74,14 +75,14 @@ def _jpeg_size(f, name: str) -> tuple[int, int, int]:
 
 
 def load_image_2d(path: Path, *, kind: str, max_voxels: int) -> Volume:
-    """A PNG or JPEG file as a 2D `Volume` (`kind` from `explain.sniff`: 'png' or 'jpeg')."""
+    """A PNG or JPEG file as a 2D `Volume` (`kind` from `explain.io.sniff`: 'png' or 'jpeg')."""
     from PIL import Image
 
     fmt = _NAMES[kind]
     width, height, depth = declared_size(path, kind)
     if width == 0 or height == 0:
         raise InputError(f"{path.name}: the {fmt} header declares an empty image ({width} x {height})")
-    _check_voxels((width, height), max_voxels, path.name)
+    check_voxels((width, height), path.name, max_voxels)
     warnings: list[str] = []
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("png", "jpg", "jpeg") and {"jpg": "jpeg"}.get(suffix, suffix) != kind:

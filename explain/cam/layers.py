@@ -1,0 +1,60 @@
+"""What a model's layers look like: candidate layers, their shapes, the ViT token grid, the default layer."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from explain.cam.attention import is_vit, token_grid
+from explain.cam.device import frozen, on_device, resolve_device
+from explain.cam.hooks import LayerInfo, default_layer, list_layers
+from explain.errors import InputError
+from explain.models.loaded import LoadedModel
+
+
+def example_input(model: LoadedModel, device: torch.device) -> torch.Tensor:
+    """A zero input of the model's declared shape (batch of one)."""
+    if model.input_shape is None:
+        raise InputError("the model's input shape is unknown; give it in the model card (input_shape)")
+    return torch.zeros((1, *model.input_shape), device=device)
+
+
+_LAYER_CACHE: OrderedDict[tuple[str, str], tuple[list[LayerInfo], tuple[int, ...] | None]] = OrderedDict()
+
+
+def model_layers(
+    model: LoadedModel, device: str | torch.device = "auto"
+) -> tuple[list[LayerInfo], tuple[int, ...] | None]:
+    """Candidate layers and the ViT token grid (None for other models), cached per model identity."""
+    dev = resolve_device(device)
+    key = (model.identity, str(dev))
+    if key in _LAYER_CACHE:
+        _LAYER_CACHE.move_to_end(key)
+        return _LAYER_CACHE[key]
+    with on_device():
+        module = model.module.to(dev)
+        example = example_input(model, dev)
+        with frozen(module):
+            try:
+                grid = token_grid(module, example) if is_vit(module) else None
+                layers = list_layers(module, example, grid)
+            except InputError:
+                raise
+            except Exception as e:  # noqa: BLE001 - the model's own errors, reported plainly
+                raise InputError(
+                    f"{model.source}: the model does not run on an input of shape {tuple(example.shape)}: "
+                    f"{type(e).__name__}: {str(e)[:200]}"
+                ) from e
+    _LAYER_CACHE[key] = (layers, grid)
+    while len(_LAYER_CACHE) > 64:
+        _LAYER_CACHE.popitem(last=False)
+    return layers, grid
+
+
+def default_layer_for(model: LoadedModel, layers: list[LayerInfo]) -> str:
+    """The card's default layer if it exists in the model, else the engine's choice (see hooks.default_layer)."""
+    names = {info.name for info in layers}
+    if model.card.default_layer and model.card.default_layer in names:
+        return model.card.default_layer
+    return default_layer(layers)
