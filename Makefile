@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 JS_DIR := viewer/component
 JS_STAMP := $(JS_DIR)/node_modules/.package-lock.json
 
-.PHONY: setup app test lint bench bench-viewer samples clean
+.PHONY: setup app test test-loaded lint bench bench-viewer samples clean
 
 setup: $(STAMP) $(JS_STAMP)
 
@@ -34,6 +34,11 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# The suite with two CPU-bound busy loops beside it, as on a shared CI machine (times in docs/benchmarks.md).
+test-loaded: lint
+	@bash -c 'for i in 1 2; do (while :; do :; done) & pids="$$pids $$!"; done; \
+	  trap "kill $$pids" EXIT; time $(PY) -m pytest -q'
 
 bench: setup
 	$(PY) -m bench

@@ -502,10 +502,11 @@ def viewer(page: Page, volume, request, title: str | None, mask) -> None:
     if request is not None:
         key = request.key()
         found = stores()["requests"].get(key)
-        maps.append((title, published_map(key, shown_map(*found))) if found else pending_map(STATIC, key, title))
+        maps.append((title, published_map(key, shown_map(*found)), key) if found else pending_map(STATIC, key, title))
         maps += compare_maps(page, volume, request)
     elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
-        maps.append((page.history[-1][1] if page.history else "last map", published_map(page.shown, shown_map(*found))))
+        title = page.history[-1][1] if page.history else "last map"
+        maps.append((title, published_map(page.shown, shown_map(*found)), page.shown))
     labels = None
     if mask is not None:
         labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
@@ -525,7 +526,7 @@ def compare_maps(page: Page, volume, request) -> list:
     for key, other_title in picked:
         found = stores()["requests"].get(key)
         if found is not None and found[0].volume == volume.content_hash:
-            out.append((other_title, published_map(key, shown_map(*found))))
+            out.append((other_title, published_map(key, shown_map(*found)), key))
     if st.session_state.get("montage_for") == request.key():
         out += montage(volume, request)
     return out
@@ -549,7 +550,8 @@ def montage(volume, request) -> list:
     for r in result.results:
         if r.target == target and r.layer != request.layers[0]:
             title = f"{method_label(r.method)} · {r.layer} · {r.target_name}"
-            out.append((title, published_map(f"{multi.key()}:{r.layer}:{r.target}", r)))
+            key = f"{multi.key()}:{r.layer}:{r.target}"
+            out.append((title, published_map(key, r), key))
     return out
 
 

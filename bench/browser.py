@@ -40,7 +40,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str] | None = None, timeout: float = 120, script: str = "app.py") -> Iterator[str]:
+def streamlit_server(env: dict[str, str] | None = None, timeout: float = 300, script: str = "app.py") -> Iterator[str]:
     """Run `streamlit run <script>` (app.py, or bench/viewer_demo.py) on a free loopback port; yields its URL."""
     port = free_port()
     cmd = [

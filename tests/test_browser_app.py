@@ -14,10 +14,23 @@ import pytest
 
 from bench.browser import chromium_page, streamlit_server
 from tests.conftest import ROOT, SAMPLE
-from tests.viewer_page import BRIGHT, STEP_JS, WebSocketBytes, centroid, expected_xy, percentile, stage_pixels, warm
+from tests.viewer_page import (
+    BRIGHT,
+    DEADLINE_MS,
+    ROOT_SEL,
+    STEP_JS,
+    WebSocketBytes,
+    centroid,
+    expected_xy,
+    percentile,
+    settled,
+    stage_pixels,
+    viewer_state,
+    wait_cross_moved,
+    warm,
+)
 
 pytestmark = pytest.mark.browser
-ROOT_SEL = '[data-testid="cv-root"]'
 DARK = next(x for x in __import__("tests.viewer_page", fromlist=["LESIONS"]).LESIONS if x["label"] == 2)
 
 
@@ -27,18 +40,34 @@ def server(tmp_path_factory):
         yield url
 
 
-def _open(page, url: str) -> None:
+def _open(page, url: str) -> dict:
     page.goto(url)
-    _map_on_screen(page)
+    return _drawn(page)
 
 
-def _map_on_screen(page, timeout: int = 240_000) -> None:
-    page.wait_for_selector(f'{ROOT_SEL}[data-ready="1"]', timeout=timeout)
+def _drawn(page, title: str | None = None, previous: str | None = None) -> dict:
+    """Wait until the viewer has drawn a map (titled `title`, other than `previous`) with nothing pending.
+
+    The viewer sets these attributes after drawing, never before; the page's own title is not waited for,
+    since it changes before the map does.
+    """
     page.wait_for_function(
-        "() => { const r = document.querySelector('[data-testid=\"cv-root\"]'); return r && r.getAttribute('data-map-url'); }",
-        timeout=timeout,
+        """([sel, title, previous]) => { const r = document.querySelector(sel);
+        return r && r.dataset.ready === '1' && r.dataset.mapKey && !r.dataset.pendingKey
+               && (!title || r.dataset.mapTitle === title) && (!previous || r.dataset.mapKey !== previous); }""",
+        arg=[ROOT_SEL, title or "", previous or ""],
+        timeout=DEADLINE_MS,
     )
-    page.wait_for_timeout(400)
+    settled(page)
+    return viewer_state(page)
+
+
+def _idle(page) -> None:
+    """Wait until no script run of the app is in progress (Streamlit's own state attribute)."""
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
+        timeout=DEADLINE_MS,
+    )
 
 
 def _title(page) -> str:
@@ -60,21 +89,19 @@ def _sidebar_value(page, label: str) -> str:
     return page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name=label).input_value()
 
 
-def _title_is(page, expected: str) -> None:
-    page.wait_for_function(
-        "t => { const s = document.querySelector('[data-testid=\"stMainBlockContainer\"] strong'); "
-        "return s && s.innerText === t; }",
-        arg=expected,
-        timeout=240_000,
-    )
-    _map_on_screen(page)
+def _map_is(page, expected: str, previous: str | None = None) -> dict:
+    """The viewer drew the map titled `expected`, and the page's title names that same map."""
+    state = _drawn(page, expected, previous)
+    _idle(page)
+    assert _title(page) == expected
+    return state
 
 
 def test_sample_map_sits_on_the_lesion_and_display_costs_nothing(server):
     with chromium_page(1500, 1100) as page:
         sockets = WebSocketBytes(page)
-        _open(page, server)
-        assert _title(page) == "Grad-CAM · features.block3 · bright lesion"
+        page.goto(server)
+        _map_is(page, "Grad-CAM · features.block3 · bright lesion")
         rgb = stage_pixels(page, "axial")
         hot = warm(rgb)
         x, y, scale = expected_xy("axial", BRIGHT["center_voxel"], (rgb.shape[1], rgb.shape[0]))
@@ -83,7 +110,7 @@ def test_sample_map_sits_on_the_lesion_and_display_costs_nothing(server):
         if os.environ.get("CAMVIEWER_UPDATE_SCREENSHOTS"):
             page.screenshot(path=str(ROOT / "docs" / "img" / "app.png"), full_page=True)
         # Display controls, crosshair moves and Streamlit's own hotkeys from inside the viewer: no traffic.
-        page.wait_for_timeout(1500)
+        _idle(page)
         sockets.reset()
         times = page.evaluate(STEP_JS, ["axial", 40])
         stage = page.locator('.cv-grid [data-plane="coronal"] canvas').first
@@ -91,7 +118,8 @@ def test_sample_map_sits_on_the_lesion_and_display_costs_nothing(server):
         page.locator(ROOT_SEL).focus()
         for key in ("c", "r", "o", "o", "+", "-"):
             page.keyboard.press(key)
-        page.wait_for_timeout(1500)
+        settled(page)
+        page.wait_for_timeout(1500)  # an observation window for traffic that must not come (cannot fail wrongly)
         assert sockets.sent == 0 and sockets.received == 0, (sockets.sent, sockets.received)
         assert page.get_by_text("Clear caches").count() == 0  # Streamlit's `c` dialog never opened
         assert percentile(times["js"], 95) < 100  # loose here; docs/benchmarks.md has the real figures
@@ -104,16 +132,17 @@ def test_uploaded_model_and_method_changes_keep_what_the_user_asked_for(server):
         page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').set_input_files(
             str(SAMPLE / "models" / "cnn.pt2")
         )
-        _title_is(page, "Grad-CAM · features.block3 · bright lesion")  # the card inside the file wins
+        page.locator('[data-testid="stSidebar"]').get_by_text("cnn.pt2").wait_for(timeout=DEADLINE_MS)
+        bright = _map_is(page, "Grad-CAM · features.block3 · bright lesion")  # the card inside the file wins
         _sidebar_select(page, "Target class", "dark lesion")
-        _title_is(page, "Grad-CAM · features.block3 · dark lesion")
+        dark = _map_is(page, "Grad-CAM · features.block3 · dark lesion", previous=bright["map"])
         # Put the crosshair on the dark lesion by clicking it on the coronal pane (the view opened on the map's
         # maximum of the first map); the axial pane then shows the slice through it, with the map warm on it.
         coronal = page.locator('.cv-grid [data-plane="coronal"] .cv-stage, .cv-grid [data-plane="coronal"] canvas')
         box = coronal.first.bounding_box()
         cx, cy, _ = expected_xy("coronal", DARK["center_voxel"], (box["width"], box["height"]))
         coronal.first.click(position={"x": cx, "y": cy})
-        page.wait_for_timeout(600)
+        wait_cross_moved(page, dark["cross"])
         rgb = stage_pixels(page, "axial")
         x, y, scale = expected_xy("axial", DARK["center_voxel"], (rgb.shape[1], rgb.shape[0]))
         hot = warm(rgb)
@@ -123,7 +152,7 @@ def test_uploaded_model_and_method_changes_keep_what_the_user_asked_for(server):
             (x, y),
         )
         _sidebar_select(page, "Method", "LayerCAM")
-        _title_is(page, "LayerCAM · features.block3 · dark lesion")
+        _map_is(page, "LayerCAM · features.block3 · dark lesion", previous=dark["map"])
         assert _sidebar_value(page, "Target class").startswith("dark lesion")
         assert _sidebar_value(page, "Layer").startswith("features.block3")
 
@@ -141,15 +170,15 @@ def test_while_one_user_computes_the_other_keeps_a_responsive_view(server):
             other = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
             _open(busy, server)
             _open(other, server)
-            map_before = other.get_attribute(ROOT_SEL, "data-map-url")
+            map_before = other.get_attribute(ROOT_SEL, "data-map-key")
             busy.get_by_text("Run the sanity check").click()  # recomputes the map block by block, holding the device
-            busy.get_by_text("Randomising blocks").wait_for(timeout=60_000)
+            busy.get_by_text("Randomising blocks").wait_for(timeout=DEADLINE_MS)
             steps = other.evaluate(STEP_JS, ["axial", 30])  # meanwhile, the other user scrubs
             assert busy.get_by_text("Randomising blocks").count() == 1, "the computation ended before the check"
             assert other.get_attribute(ROOT_SEL, "data-ready") == "1"
-            assert other.get_attribute(ROOT_SEL, "data-map-url") == map_before  # their view and map stay
+            assert other.get_attribute(ROOT_SEL, "data-map-key") == map_before  # their view and map stay
             assert percentile(steps["frame"], 95) < 1000, steps["frame"]
-            busy.get_by_text(re.compile("learned")).first.wait_for(timeout=300_000)  # either verdict
+            busy.get_by_text(re.compile("learned")).first.wait_for(timeout=DEADLINE_MS)  # either verdict
         finally:
             browser.close()
 
@@ -160,18 +189,14 @@ def test_chest_radiograph_sample_map_sits_on_the_nodule(server):
 
     nodule = json.loads((SAMPLE / "case_chest" / "lesions.json").read_text())["lesions"][0]
     with chromium_page(1500, 1100) as page:
-        _open(page, server)
+        brain = _open(page, server)
         page.locator('[data-testid="stSidebar"]').get_by_text("Sample chest radiograph").click()
-        page.wait_for_function(
-            "() => { const s = document.querySelector('[data-testid=\"stMainBlockContainer\"] strong'); "
-            "return s && s.innerText.endsWith('· nodule'); }",
-            timeout=240_000,
-        )
-        _map_on_screen(page)
+        chest = _drawn(page, previous=brain["map"])
+        assert chest["title"].endswith("· nodule"), chest
         page.wait_for_function(  # the 2D image replaced the brain: one pane
-            "() => document.querySelectorAll('.cv-grid .cv-pane:not([hidden])').length === 1", timeout=60_000
+            "() => document.querySelectorAll('.cv-grid .cv-pane:not([hidden])').length === 1", timeout=DEADLINE_MS
         )
-        page.wait_for_timeout(600)
+        settled(page)
         rgb = stage_pixels(page, "image")
         h, w = rgb.shape[:2]
         scale = min(w / 256, h / 256)  # 256 x 256 pixels of 1 mm

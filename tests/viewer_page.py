@@ -28,14 +28,67 @@ BRIGHT = next(x for x in LESIONS if x["label"] == 1)
 EDGE = 26  # px: orientation letters and the scale bar live near the stage edges
 
 
+ROOT_SEL = '[data-testid="cv-root"]'
+# Generous deadlines: conditions are waited for, never times, so a slow shared machine only takes longer.
+DEADLINE_MS = 240_000
+
+
+def settled(page) -> None:
+    """Two animation frames: whatever the viewer drew synchronously (or queued for the next frame) is on screen."""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(() => done())))")
+
+
+def viewer_state(page) -> dict:
+    """The viewer's own account of what it has drawn (data-* attributes on its root)."""
+    return page.evaluate(
+        """(sel) => { const r = document.querySelector(sel); if (!r) return {};
+        return {ready: r.dataset.ready, map: r.dataset.mapKey || '', title: r.dataset.mapTitle || '',
+                pending: r.dataset.pendingKey || '', cross: r.dataset.cross || ''}; }""",
+        ROOT_SEL,
+    )
+
+
+def wait_drawn(page, previous: str | None = None, timeout: int = DEADLINE_MS) -> dict:
+    """Wait until the whole image is drawn with a map on it that is not `previous` and nothing else is pending."""
+    page.wait_for_function(
+        """([sel, previous]) => { const r = document.querySelector(sel);
+        return r && r.dataset.ready === '1' && r.dataset.mapKey && r.dataset.mapKey !== previous
+               && !r.dataset.pendingKey; }""",
+        arg=[ROOT_SEL, previous or ""],
+        timeout=timeout,
+    )
+    settled(page)
+    return viewer_state(page)
+
+
+def wait_cross_moved(page, previous: str, timeout: int = DEADLINE_MS) -> None:
+    """Wait until the panes were drawn at a crosshair other than `previous` (data-cross is set after drawing)."""
+    page.wait_for_function(
+        "([sel, previous]) => { const r = document.querySelector(sel); return r && r.dataset.cross !== previous; }",
+        arg=[ROOT_SEL, previous],
+        timeout=timeout,
+    )
+    settled(page)
+
+
+def wait_until(page, condition, timeout_s: float = DEADLINE_MS / 1000) -> None:
+    """Poll a Python-side condition (one fed by page events) until it holds; fail at the deadline."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        page.wait_for_timeout(50)  # lets Playwright deliver the page's events; a poll step, not a wait for the app
+
+
 def open_view(page, base: str, query: str, wait_map: bool = True) -> None:
     page.goto(f"{base}/?{query}")
-    page.wait_for_selector('[data-testid="cv-root"][data-ready="1"]', timeout=90_000)
+    page.wait_for_selector(f'{ROOT_SEL}[data-ready="1"]', timeout=DEADLINE_MS)
     if wait_map:
-        page.wait_for_function(
-            "() => document.querySelector('[data-testid=\"cv-root\"]').getAttribute('data-map-url')", timeout=30_000
-        )
-    page.wait_for_timeout(300)  # two frames: the last composition is on screen
+        wait_drawn(page)
+    else:
+        settled(page)
 
 
 def stage_pixels(page, plane: str) -> np.ndarray:

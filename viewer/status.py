@@ -60,4 +60,4 @@ def pending_map(static_root: Path, content_key: str, title: str) -> dict:
     """A payload map entry for a map still being computed (writes a "queued" status if there is none)."""
     if read_status(static_root, content_key) is None:
         write_status(static_root, content_key, "queued")
-    return {"title": title, "status_url": status_url(content_key)}
+    return {"title": title, "key": content_key, "status_url": status_url(content_key)}

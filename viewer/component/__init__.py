@@ -47,15 +47,16 @@ _COMPONENT = st.components.v2.component(
 )
 
 
-def _entry(title: str, published: Published) -> dict:
-    return {"title": title, **published.to_dict()}
+def _entry(title: str, published: Published, key: str = "") -> dict:
+    """A ready map: its title, its descriptor, and the key it was computed under (the viewer exposes it)."""
+    return {"title": title, "key": key or published.url, **published.to_dict()}
 
 
 def camviewer_payload(
     static_root: Path,
     anatomy: Published,
     *,
-    maps: list[tuple[str, Published] | dict] = (),
+    maps: list[tuple[str, Published] | tuple[str, Published, str] | dict] = (),
     mask: Published | None = None,
     mask_kind: str = "labels",
     mask_names: dict[int, str] | None = None,
@@ -71,7 +72,7 @@ def camviewer_payload(
 ) -> dict:
     """The component's data: descriptors and first settings, a few kB whatever the image size.
 
-    maps: (title, Published) pairs, or entries from `viewer.status.pending_map` for maps still computing;
+    maps: (title, Published[, key]) tuples, or entries from `viewer.status.pending_map` for maps still computing;
     the first is overlaid, all of them are compared side by side when there are two or more.
     mask: labels (`publish_labels`; names/colours per label) or, with mask_kind="map", a second map drawn
     as an outline at half its peak. window: (width, level) to start with; by default CT soft tissue for CT,

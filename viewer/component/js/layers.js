@@ -25,6 +25,7 @@ export class MapSlot {
     this.store = store;
     this.onChange = onChange; // (slot) => void, after data or status changed
     this.key = null; // identity of the requested map: its URL or its status URL
+    this.requestKey = ""; // the server's key of the requested map (its request key), exposed to tests
     this.title = "";
     this.shown = null; // {desc, data, dims, inverse, peak, title}: what is on screen
     this.status = null; // last status of a pending map
@@ -35,6 +36,7 @@ export class MapSlot {
   request(entry) {
     const key = entry.status_url || entry.url;
     this.title = entry.title || "map";
+    this.requestKey = entry.key || key;
     if (key === this.key) return;
     this.stop();
     this.key = key;
@@ -56,7 +58,7 @@ export class MapSlot {
     this.store.get(desc).then(
       (data) => {
         if (this.key !== key) return;
-        this.shown = { desc, data, ...gridOf(desc), peak: desc.peak ?? 1, title: desc.title || this.title };
+        this.shown = { desc, data, ...gridOf(desc), peak: desc.peak ?? 1, title: desc.title || this.title, key: desc.key || key };
         this.status = null;
         this.onChange(this);
       },
@@ -66,6 +68,11 @@ export class MapSlot {
         this.onChange(this);
       },
     );
+  }
+
+  /** The key of the requested map while it is not the one shown, else "". */
+  pendingKey() {
+    return this.shown && this.shown.key === this.requestKey ? "" : this.requestKey;
   }
 
   /** The progress line while pending or failed, else "". */

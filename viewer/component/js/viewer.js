@@ -3,7 +3,10 @@
 // is sent to the server (no Streamlit rerun, no websocket traffic), crosshair and hover included.
 //
 // Rendering is synchronous for keyboard and wheel steps (one pane recomposed) and coalesced to one per
-// animation frame for pointer drags. The state a test may read is on the root element as data-* attributes.
+// animation frame for pointer drags. The state a test may read is on the root element as data-* attributes:
+// data-map-key / data-map-title name the map drawn in the main panes (set after it is drawn, never before),
+// data-pending-key the map asked for and not drawn yet (empty when none), data-cross the crosshair voxel
+// after the panes were drawn there, data-mask-url the mask drawn, data-ready "1" once the whole image is drawn. Tests wait for these.
 
 import { gridWalk, pixelOf, sliceWalk, voxelIndex, volumeGeometry } from "./geometry.js";
 import { acrossAxis0Strides, composeSlice, greyTable, reorderAcrossAxis0 } from "./compose.js";
@@ -172,8 +175,18 @@ export class Viewer {
     const lines = this.slots.map((slot) => slot.progress()).filter(Boolean);
     this.progressEl.textContent = lines.join(" · ");
     this.root.setAttribute("data-progress", lines.join(" · "));
-    const shown = this.slots[this.s.mapIndex]?.shown;
-    this.root.setAttribute("data-map-url", shown ? shown.desc.url : "");
+    this.root.setAttribute("data-pending-key", this.slots[this.s.mapIndex]?.pendingKey() ?? "");
+  }
+
+  /** After the main panes were drawn: which map, if any, is on them now. */
+  markDrawn() {
+    const drawn = this.anatomy?.data ? this.slots[this.s.mapIndex]?.shown : null;
+    this.root.setAttribute("data-map-key", drawn ? drawn.key : "");
+    this.root.setAttribute("data-map-title", drawn ? drawn.title : "");
+    this.root.setAttribute("data-map-url", drawn ? drawn.desc.url : "");
+    this.root.setAttribute("data-pending-key", this.slots[this.s.mapIndex]?.pendingKey() ?? "");
+    this.root.setAttribute("data-cross", this.cross ? this.cross.join(",") : "");
+    this.root.setAttribute("data-mask-url", this.anatomy?.data && this.mask.shown ? this.mask.shown.desc.url : "");
   }
 
   urlsInUse() {
@@ -239,6 +252,7 @@ export class Viewer {
     this.drawLegend();
     this.showReadout();
     if (this.render3d && !this.view3d.hidden) this.render3d.update();
+    this.markDrawn();
   }
 
   /** Move the crosshair; re-compose only the panes whose slice changed. */
@@ -253,6 +267,7 @@ export class Viewer {
     }
     this.showReadout();
     if (this.render3d && !this.view3d.hidden) this.render3d.crosshairMoved();
+    this.root.setAttribute("data-cross", this.cross.join(","));
   }
 
   step(plane, delta) {
