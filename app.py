@@ -20,8 +20,10 @@ import streamlit as st
 
 from explain import __version__
 from explain.errors import InputError
-from explain.policy import Choices
+from explain.policy import Choices, remember
+from explain.request import chosen
 from explain.samples import SAMPLE_CASES, SAMPLE_MODELS
+from viewer.publish import digest
 from viewer.text import plain
 
 ROOT = Path(__file__).resolve().parent
@@ -52,19 +54,10 @@ class Page:
 # ----------------------------------------------------------------------------- server-side stores
 @st.cache_resource(show_spinner=False)
 def stores() -> dict:
-    from explain.cache import CamCache, ObjectStore
+    from explain.cache import page_stores
     from explain.limits import max_bytes
 
-    return {
-        "cams": CamCache(STATE_DIR / "cams", max_disk_bytes=int(os.environ.get("CAMVIEWER_CACHE_BYTES", 2 * 1024**3))),
-        "volumes": ObjectStore(8, 2 * max_bytes(), lambda v: v.data.nbytes),
-        "models": ObjectStore(16, max_bytes(), lambda m: sum(p.numel() * 4 for p in m.module.parameters())),
-        "requests": ObjectStore(256, 1 << 20, lambda _r: 1),
-        "sanity": ObjectStore(256, 1 << 20, lambda _r: 1),
-        "published": ObjectStore(1024, 1 << 20, lambda _r: 1),
-        "sources": ObjectStore(8, max_bytes(), lambda s: len(s) if isinstance(s, bytes) else 0),
-        "stats": {"engine_calls": 0},
-    }
+    return page_stores(STATE_DIR, int(os.environ.get("CAMVIEWER_CACHE_BYTES", 2 * 1024**3)), max_bytes())
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -105,12 +98,6 @@ def prediction(volume_hash: str, model_identity: str, _model, _volume):
 
     del volume_hash, model_identity
     return classify(_model, _volume)[1]
-
-
-def digest(raw: bytes) -> str:
-    import hashlib
-
-    return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
 # ----------------------------------------------------------------------------- sidebar: inputs
@@ -390,47 +377,31 @@ def compute_map(model, volume, request):
             STATE_DIR / "audit.jsonl", record(request, result, request.layers[0] if request.layers else "", target)
         )
     stores()["requests"].put(key, (request, result))
-    write_status(STATIC, key, "done", map=published_map(key, shown_map(request, result)))
+    write_status(STATIC, key, "done", map=published_map(key, chosen(request, result)))
     return result, cached
-
-
-def shown_map(request, result):
-    """The map a request asks for (its first layer and target; attention maps have no layer)."""
-    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
-    return result.get(request.layers[0] if request.layers else None, target)
 
 
 def published_map(key: str, cam):
     """A map on its model grid with the affine placing it in the world, written once per key."""
-    from viewer.publish import publish_map
+    from viewer.publish import publish_cam
 
-    found = stores()["published"].get(key)
-    if found is None:
-        values = cam.model_map * cam.raw_peak  # raw units, so the readout can show raw values
-        found = stores()["published"].put(key, publish_map(values, cam.model_affine, STATIC, key, peak=cam.raw_peak))
-    return found
+    return stores()["published"].get(key) or stores()["published"].put(key, publish_cam(cam, STATIC, key))
 
 
 def anatomy(volume):
-    """The image for the viewer: the uploaded NIfTI as it is when the browser can read it, else a compact copy."""
-    import numpy as np
+    """The image for the viewer, published once per content hash (the user's NIfTI bytes as they are if it can)."""
+    from viewer.publish import publish_anatomy
 
-    from viewer.publish import publish_nifti, publish_volume
-
-    found = stores()["published"].get(f"anatomy:{volume.content_hash}")
-    if found is not None:
-        return found
-    source, published = stores()["sources"].get(volume.content_hash), None
-    if isinstance(source, str) and source.endswith((".nii", ".nii.gz")) and Path(source).is_file():
-        source = Path(source).read_bytes()
-    if isinstance(source, bytes) and volume.n_volumes == 1:
-        published = publish_nifti(source, STATIC, volume.content_hash)
-        same = published is not None and tuple(published.shape) == volume.shape
-        if not (same and np.allclose(np.asarray(published.affine), volume.affine[: len(published.affine)], atol=1e-3)):
-            published = None  # the file's own geometry differs from what we load (4D pick, squeeze): send ours
-    if published is None:
-        published = publish_volume(volume.data, volume.affine, STATIC, volume.content_hash)
-    return stores()["published"].put(f"anatomy:{volume.content_hash}", published)
+    key = f"anatomy:{volume.content_hash}"
+    found = stores()["published"].get(key)
+    if found is None:
+        source = stores()["sources"].get(volume.content_hash)
+        if isinstance(source, str) and source.endswith((".nii", ".nii.gz")) and Path(source).is_file():
+            source = Path(source).read_bytes()
+        source = source if isinstance(source, bytes) and volume.n_volumes == 1 else None
+        found = publish_anatomy(volume.data, volume.affine, STATIC, volume.content_hash, source)
+        stores()["published"].put(key, found)
+    return found
 
 
 # ----------------------------------------------------------------------------- page
@@ -483,9 +454,9 @@ def main() -> None:
         st.info("The viewer keeps the last map it showed.")
         return
     page.volume, page.model, page.choices, page.shown = volume.content_hash, model.identity, choices, request.key()
-    remember(page, request, title)
+    page.history = remember(page.history, request.key(), title)
     with right:
-        prediction_panel(model, result, shown_map(request, result), cached)
+        prediction_panel(model, result, chosen(request, result), cached)
     exports(volume, model, request, result)
     checks(model, volume, request, result, mask)
 
@@ -502,11 +473,11 @@ def viewer(page: Page, volume, request, title: str | None, mask) -> None:
     if request is not None:
         key = request.key()
         found = stores()["requests"].get(key)
-        maps.append((title, published_map(key, shown_map(*found)), key) if found else pending_map(STATIC, key, title))
+        maps.append((title, published_map(key, chosen(*found)), key) if found else pending_map(STATIC, key, title))
         maps += compare_maps(page, volume, request)
     elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
         title = page.history[-1][1] if page.history else "last map"
-        maps.append((title, published_map(page.shown, shown_map(*found)), page.shown))
+        maps.append((title, published_map(page.shown, chosen(*found)), page.shown))
     labels = None
     if mask is not None:
         labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
@@ -526,7 +497,7 @@ def compare_maps(page: Page, volume, request) -> list:
     for key, other_title in picked:
         found = stores()["requests"].get(key)
         if found is not None and found[0].volume == volume.content_hash:
-            out.append((other_title, published_map(key, shown_map(*found)), key))
+            out.append((other_title, published_map(key, chosen(*found)), key))
     if st.session_state.get("montage_for") == request.key():
         out += montage(volume, request)
     return out
@@ -537,13 +508,10 @@ def montage(volume, request) -> list:
     from dataclasses import replace
 
     from explain.cam.layers import model_layers
-    from explain.policy import gradient_layers, method_label
+    from explain.policy import method_label, montage_layers
 
     model = stores()["models"].get(request.model)
-    depth = request.layers[0].count(".")
-    layers, _ = model_layers(model)
-    same = [n for n in gradient_layers(layers) if n.count(".") == depth][:8]
-    multi = replace(request, layers=tuple(same))
+    multi = replace(request, layers=tuple(montage_layers(model_layers(model)[0], request.layers[0])))
     result, _ = compute_map(model, volume, multi)
     target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
     out = []
@@ -574,7 +542,7 @@ def exports(volume, model, request, result) -> None:
     from explain.io.write import nifti_bytes
     from explain.report import report
 
-    cam = shown_map(request, result)
+    cam = chosen(request, result)
     st.subheader("Export")
     c1, c2 = st.columns(2)
     stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
@@ -596,7 +564,7 @@ def checks(model, volume, request, result, mask) -> None:
     from explain.trust.localisation import localise, target_mask
     from viewer.panels import localisation_panel, sanity_panel
 
-    cam = shown_map(request, result)
+    cam = chosen(request, result)
     st.subheader("Checks")
     if mask is not None:
         localisation_panel(localise(cam.cam, target_mask(mask, cam.target), 0.5).to_dict())
@@ -611,11 +579,6 @@ def checks(model, volume, request, result, mask) -> None:
             found = stores()["sanity"].put(request.key(), report.to_dict())
     if found is not None:
         sanity_panel(found)
-
-
-def remember(page: Page, request, title: str) -> None:
-    """Keep the last few maps of this session for side-by-side comparison (keys and titles only)."""
-    page.history = [h for h in page.history if h[0] != request.key()][-7:] + [(request.key(), title)]
 
 
 def show_last(page: Page) -> None:

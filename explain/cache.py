@@ -134,6 +134,21 @@ class CamCache:
             oldest.with_suffix(".json").unlink(missing_ok=True)
 
 
+def page_stores(state_dir: Path, cache_bytes: int, budget: int) -> dict:
+    """The app's server-side stores, shared by every session: maps on disk and in memory, and bounded LRUs of
+    volumes, models, requests, sanity reports, published descriptors and source bytes (by `budget` bytes)."""
+    return {
+        "cams": CamCache(Path(state_dir) / "cams", max_disk_bytes=cache_bytes),
+        "volumes": ObjectStore(8, 2 * budget, lambda v: v.data.nbytes),
+        "models": ObjectStore(16, budget, lambda m: sum(p.numel() * 4 for p in m.module.parameters())),
+        "requests": ObjectStore(256, 1 << 20, lambda _r: 1),
+        "sanity": ObjectStore(256, 1 << 20, lambda _r: 1),
+        "published": ObjectStore(1024, 1 << 20, lambda _r: 1),
+        "sources": ObjectStore(8, budget, lambda s: len(s) if isinstance(s, bytes) else 0),
+        "stats": {"engine_calls": 0},
+    }
+
+
 class ObjectStore:
     """A thread-safe LRU of objects by key, bounded by count and by bytes (the app's volumes and model files).
 

@@ -129,3 +129,14 @@ def request_title(method: str, layers: tuple[str, ...], block: int | None, targe
     else:
         where = ", ".join(layers)
     return f"{method_label(method)} · {where} · {target_name}"
+
+
+def montage_layers(layers: list[LayerInfo], layer: str, limit: int = 8) -> list[str]:
+    """Every gradient layer at the depth (dotted-name depth) of `layer`, in forward order: one engine pass."""
+    depth = layer.count(".")
+    return [name for name in gradient_layers(layers) if name.count(".") == depth][:limit]
+
+
+def remember(history: list[tuple[str, str]], key: str, title: str, keep: int = 8) -> list[tuple[str, str]]:
+    """The last `keep` (request key, title) pairs, newest last, each key once."""
+    return [h for h in history if h[0] != key][-(keep - 1) :] + [(key, title)]

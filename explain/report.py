@@ -70,6 +70,11 @@ def report(
     return out
 
 
+def file_stem(method: str, layer: str, target: int) -> str:
+    """The name exports of one map share: `cam_<method>_<layer>_<target>` (dots in the layer become dashes)."""
+    return f"cam_{method}_{layer.replace('.', '-')}_{target}"
+
+
 def append_audit(path: str | os.PathLike, entry: dict) -> None:
     """Append one JSON line; safe across the app's threads."""
     path = Path(path)

@@ -25,7 +25,7 @@ from explain import __version__
 from explain.cam.engine import MapSpec, Progress, run
 from explain.cam.layers import default_layer_for, model_layers
 from explain.cam.methods import ALL_METHODS
-from explain.cam.results import Explanation
+from explain.cam.results import CamResult, Explanation
 from explain.errors import InputError
 from explain.io.volume import Volume, as_volume
 from explain.models.loaded import LoadedModel, check_fit
@@ -153,6 +153,12 @@ def compute(
     if cache is not None:
         cache.put(key, explanation)
     return explanation, False
+
+
+def chosen(request: CamRequest, explanation: Explanation) -> CamResult:
+    """The map a request asks for first: its first layer (attention maps have none) and its first target."""
+    target = request.targets[0] if isinstance(request.targets, tuple) else explanation.predicted
+    return explanation.get(request.layers[0] if request.layers else None, target)
 
 
 def explain(

@@ -132,7 +132,7 @@ def test_labels_and_pruning(tmp_path):
 def test_status_protocol(tmp_path):
     entry = pending_map(tmp_path, "k1", "Grad-CAM")
     assert (
-        entry == {"title": "Grad-CAM", "status_url": status_url("k1")}
+        entry == {"title": "Grad-CAM", "key": "k1", "status_url": status_url("k1")}
         and read_status(tmp_path, "k1")["stage"] == "queued"
     )
     write_status(tmp_path, "k1", "gradients", "layer 3 of 4")

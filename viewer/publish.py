@@ -156,6 +156,23 @@ def publish_nifti(raw: bytes, static_root: Path, content_key: str) -> Published 
     )
 
 
+def publish_anatomy(
+    data: np.ndarray, affine: np.ndarray, static_root: Path, content_key: str, source: bytes | None = None
+) -> Published:
+    """The image for the viewer: the user's own NIfTI bytes as they are when the browser can read them and they
+    hold exactly the grid that was loaded (not a 4D file's other volume, not a squeezed axis), else a compact copy.
+    """
+    if source is not None:
+        published = publish_nifti(source, static_root, content_key)
+        if (
+            published is not None
+            and tuple(published.shape) == tuple(np.shape(data))
+            and np.allclose(np.asarray(published.affine), np.asarray(affine)[: len(published.affine)], atol=1e-3)
+        ):
+            return published
+    return publish_volume(data, affine, static_root, content_key)
+
+
 def compact(data: np.ndarray) -> tuple[np.ndarray, float, float]:
     """(stored, scale, inter) with value = stored * scale + inter: uint8 or int16 exact if possible, else int16."""
     data = np.asarray(data)
@@ -211,6 +228,15 @@ def publish_map(
     name = f"{digest('map', content_key)}.uint8.gz"
     nbytes = write_once(static_root, name, lambda: _gzip(np.asfortranarray(stored).tobytes(order="F"), 6))
     return Published(f"{STATIC_URL}/{name}", "gzip", 0, "uint8", "<", values.shape, rows, 1 / 255, 0.0, nbytes, peak)
+
+
+def publish_cam(cam, static_root: Path, content_key: str) -> Published:
+    """A computed map on its model grid, in raw units so the readout shows raw values.
+
+    `cam` is any object with `model_map` (0..1 of the peak), `raw_peak` and `model_affine` (a CamResult).
+    """
+    values = np.asarray(cam.model_map, dtype=np.float32) * float(cam.raw_peak)
+    return publish_map(values, cam.model_affine, static_root, content_key, peak=cam.raw_peak)
 
 
 def publish_labels(labels: np.ndarray, affine: np.ndarray, static_root: Path, content_key: str) -> Published:
