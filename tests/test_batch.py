@@ -84,3 +84,70 @@ def test_batch_cli_prints_one_summary_line(cohort, tmp_path):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["ok"] == 2 and summary["failed"] == 1
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture()
+def ray_head(tmp_path):
+    """A Ray cluster started on its own with `ray start --head`, as a user would, with token authentication on
+    (Ray enables it when a token exists in ~/.ray; HOME is this test's own folder). Killed afterwards."""
+    import contextlib
+    import os
+    import re
+    import secrets
+    import shutil
+    import signal
+    import socket
+    import tempfile
+    import time
+
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "HOME": str(home)}
+    env.pop("RAY_AUTH_MODE", None)
+    ray_cli = str(ROOT / ".venv" / "bin" / "ray") if (ROOT / ".venv" / "bin" / "ray").exists() else "ray"
+    short_tmp = tempfile.mkdtemp(prefix="cvray")  # Ray's socket paths must stay under 108 bytes
+    log = open(tmp_path / "head.log", "w")
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2", "--include-dashboard",
+         "false", "--disable-usage-stats", "--temp-dir", short_tmp],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        # The head is up when it prints the address to join it with; that address is what a user passes on.
+        deadline, address = time.monotonic() + 600, None
+        while address is None:
+            found = re.search(r"ray start --address='([^']+)'", (tmp_path / "head.log").read_text())
+            address = found.group(1) if found else None
+            assert head.poll() is None, (tmp_path / "head.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the Ray head did not start"
+            time.sleep(0.2)  # a poll step while waiting for the head's own line
+        yield address, env
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=60)
+        log.close()
+        shutil.rmtree(short_tmp, ignore_errors=True)
+
+
+def test_batch_on_a_separately_started_head_says_what_to_set_for_its_token(cohort, tmp_path, ray_head):
+    address, env = ray_head
+    command = [sys.executable, "-m", "explain", "batch", str(cohort / "cases.csv"), "--model",
+               str(cohort / "blob.pt2"), "--layer", "act", "--device", "cpu", "--workers", "1", "--ray", address]  # fmt: skip
+    refused = subprocess.run(
+        [*command, "--out", str(tmp_path / "refused")], env=env, capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "RAY_AUTH_MODE=token" in lines[0], refused.stderr
+    ran = subprocess.run(
+        [*command, "--out", str(tmp_path / "ran")], env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert ran.returncode == 3, ran.stderr[-2000:]  # the cohort holds one corrupt case
+    summary = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert (summary["ok"], summary["failed"]) == (2, 1)

@@ -23,6 +23,7 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -282,8 +283,7 @@ def run_batch(
             return summary | {"skipped": len(cases), "seconds": 0.0, "peak_mb_per_worker": {}}
         workers = max(1, min(workers, len(cases) if fresh else len(planned.result())))
         if not ray.is_initialized():
-            options = {"address": ray_address} if ray_address else {"num_cpus": workers, "include_dashboard": False}
-            ray.init(log_to_driver=False, configure_logging=False, **options)
+            _connect(ray, ray_address, workers)
         gpu_share = 1.0 / workers if device != "cpu" and _cuda() else 0
         actor = ray.remote(num_cpus=1, num_gpus=gpu_share)(CaseWorker)
         threads = max(1, _cpus() // workers)
@@ -308,6 +308,50 @@ def run_batch(
         peaks[rows[0]["worker"]] = max(peaks.get(rows[0]["worker"], 0.0), float(rows[0]["worker_peak_mb"]))
         report(summary["ok"] + summary["failed"], rows[0]["case"], rows[0]["error"] if failed else "")
     return summary | {"seconds": round(time.perf_counter() - started, 2), "peak_mb_per_worker": peaks}
+
+
+def _connect(ray, address: str | None, workers: int) -> None:
+    """A local Ray for this run, or the cluster at `address`; a refused connection is said in one sentence.
+
+    Ray's C++ client repeats its connection warnings on stderr for about 20 s before it gives up; they are
+    held back here and only their gist reaches the user.
+    """
+    if not address:
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        return
+    with _stderr_held() as held:
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError) as e:
+            said = held()
+            if "InvalidAuthToken" in said or "token" in str(e).lower():
+                raise InputError(
+                    f"the Ray cluster at {address[:80]} wants an authentication token, which Ray sends only when "
+                    "asked: set RAY_AUTH_MODE=token (the token is read from ~/.ray/auth_token on this machine, or "
+                    "from RAY_AUTH_TOKEN) and run again"
+                ) from e
+            raise InputError(
+                f"cannot connect to a Ray cluster at {address[:80]}; give the head's address as `ray start "
+                "--head` prints it (host:port), or leave --ray out to run on this machine"
+            ) from e
+
+
+@contextmanager
+def _stderr_held():
+    """Send file descriptor 2 to a temporary file for the block; yields a function returning what was written."""
+    import os
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode(errors="replace"))[1]
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _cuda() -> bool:
