@@ -316,8 +316,8 @@ def _connect(ray, address: str | None, workers: int) -> None:
     Ray's C++ client repeats its connection warnings on stderr for about 20 s before it gives up; they are
     held back here and only their gist reaches the user.
     """
-    if not address:
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not address:  # "local": a new Ray of our own, even where `ray start` left a cluster address behind
+        ray.init("local", num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
     with _stderr_held() as held:
         try:
