@@ -361,10 +361,15 @@ def compute_map(model, volume, request):
     key = request.key()
     write_status(STATIC, key, "queued", "preparing the input")
     stages = {"preprocess": ("queued", "preparing the input")}
+    def report(stage: str, done: int = 0, total: int = 0) -> None:
+        if stage == "windows":
+            write_status(STATIC, key, "windows", f"{done} of {total}")
+        else:
+            write_status(STATIC, key, *stages.get(stage, (stage, "")))
+
     try:
         result, cached = compute(
-            request, model, volume, cache=stores()["cams"],
-            progress=lambda stage: write_status(STATIC, key, *stages.get(stage, (stage, ""))),
+            request, model, volume, cache=stores()["cams"], progress=report,
             on_wait=lambda: write_status(STATIC, key, "queued", "waiting for the device: another map is computing"),
         )  # fmt: skip
     except InputError as e:

@@ -7,6 +7,7 @@ python -m bench --viewer-only        # only the viewer figures (or: make bench-v
 python -m bench --batch              # also cohort runs against a CLI loop, and the cohort table
 python -m bench --batch-only         # only those
 python -m bench --sanity-only        # only the sanity checks of the sample models, per method
+python -m bench --clinical-only      # only a whole 512x512x300 CT in windows against MONAI's own prediction
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--batch", action="store_true", help="also time cohort runs against a CLI loop")
     parser.add_argument("--batch-only", action="store_true", help="only the cohort figures")
     parser.add_argument("--sanity-only", action="store_true", help="only the sanity checks per method")
+    parser.add_argument("--clinical-only", action="store_true", help="only the whole-CT map against MONAI's prediction")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -55,6 +57,8 @@ def main() -> None:
     if args.sanity_only:
         return sanity_figures(write_docs=not args.no_docs)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.clinical_only:
+        return clinical_figures(devices, write_docs=not args.no_docs)
     for device in devices:
         rows = cam_speed.run_all(device, args.repeats, args.models)
         (RESULTS / f"cam_speed_{device}.json").write_text(json.dumps(rows, indent=2))
@@ -67,10 +71,22 @@ def main() -> None:
         print(body)
         if not args.no_docs:
             replace_section(f"cam-speed-{device}", body)
+    clinical_figures(devices, write_docs=not args.no_docs)
     if args.batch:
         batch_figures(write_docs=not args.no_docs)
     if args.viewer:
         viewer_figures(write_docs=not args.no_docs)
+
+
+def clinical_figures(devices: list[str], write_docs: bool = True) -> None:
+    """A whole 512x512x300 CT in windows: one map against MONAI's SlidingWindowInferer (bench/clinical.py)."""
+    from bench import clinical
+
+    stamp = datetime.date.today().isoformat()
+    body = f"Measured {stamp} with `python -m bench --clinical-only`.\n\n{clinical.main(devices)}"
+    print(body)
+    if write_docs:
+        replace_section("clinical", body)
 
 
 def batch_figures(write_docs: bool = True) -> None:

@@ -79,6 +79,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class ProgressBar:
+    """Windows done, as a bar on stderr: `[#########.....] windows 9/15`. Stages of a one-pass run print nothing."""
+
+    def __init__(self, stream=None, width: int = 30) -> None:
+        self.stream, self.width, self.open = stream or sys.stderr, width, False
+
+    def __call__(self, stage: str, done: int = 0, total: int = 0) -> None:
+        if stage != "windows" or total < 1:
+            return
+        filled = int(self.width * done / total)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] windows {done}/{total}")
+        self.open = done < total
+        self.stream.write("" if self.open else "\n")
+        self.stream.flush()
+
+
 def _model_options(args: argparse.Namespace) -> dict:
     try:
         kwargs = json.loads(args.arch_kwargs)
@@ -142,7 +158,7 @@ def _cam(args: argparse.Namespace) -> int:
     mask = load_volume(args.mask).data if args.mask else None
     result = explain(
         model, volume, method=args.method or "gradcam", layers=args.layer, target=_target(args.target),
-        device=args.device, head=args.head, block=args.block,
+        device=args.device, head=args.head, block=args.block, progress=ProgressBar(),
     )  # fmt: skip
     names = [f"{r.layer.replace('.', '-')}_{r.target}" for r in result.results]
     out = Path(args.out)

@@ -102,6 +102,8 @@ class CamCache:
                         GridMap.from_dict(g["grid"]),
                         np.asarray(g["affine"], dtype=float),
                         m["warnings"],
+                        tuple(m["window"]) if m.get("window") else None,
+                        int(m.get("windows", 1)),
                     )
                     for i, (m, g) in enumerate(zip(meta["maps"], meta["geometry"]))
                 ]

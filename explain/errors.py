@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Bad input: the message is meant for the user, and is complete on its own."""
+
+
+class Cancelled(InputError):
+    """The user stopped a computation; nothing half-done was kept (the message says so)."""

@@ -69,3 +69,36 @@ def check_voxels(shape: Iterable[int], name: str, limit: int | None = None) -> i
     if n > limit:
         raise InputError(f"{name}: {n:,} voxels ({' x '.join(map(str, shape))}) is over the {limit:,} voxel limit")
     return n
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (VmRSS), or 0 where /proc is not there."""
+    try:
+        with open("/proc/self/status") as f:
+            return int(next(line for line in f if line.startswith("VmRSS:")).split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
+_ALLOCATOR_SET = False
+
+
+def return_freed_memory() -> None:
+    """Make glibc give large freed blocks back to the system at once (a fixed 128 KiB mmap threshold).
+
+    By default glibc raises its mmap threshold after each large free (up to 32 MiB), so tensors of a few MiB
+    then come from the heap and their memory stays resident after they are freed: measured on a MONAI UNet map,
+    the peak resident memory was 1.3 times the live tensors; with the threshold fixed, 1.0 times, at the same
+    speed. The memory budget is checked against live tensors (explain.cam.cost), so this is what keeps it true.
+    Process-wide; idempotent; a no-op where glibc is not the allocator.
+    """
+    global _ALLOCATOR_SET
+    if _ALLOCATOR_SET:
+        return
+    _ALLOCATOR_SET = True
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass

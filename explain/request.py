@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from explain import __version__
-from explain.cam.engine import MapSpec, Progress, run
+from explain.cam.engine import Cancel, MapSpec, Progress, run
 from explain.cam.layers import default_layer_for, model_layers
 from explain.cam.methods import ALL_METHODS
 from explain.cam.results import CamResult, Explanation
@@ -136,8 +136,9 @@ def compute(
     cache=None,
     region: np.ndarray | None = None,
     device: str = "auto",
-    progress: Callable[[str], None] | None = None,
+    progress: Progress = None,
     on_wait: Callable[[], None] | None = None,
+    cancel: Cancel = None,
 ) -> tuple[Explanation, bool]:
     """The cached explanation for `request`, or a fresh one (stored in `cache`); returns (explanation, was_cached)."""
     if request.volume != volume.content_hash or request.model != model.identity:
@@ -149,7 +150,9 @@ def compute(
         found = cache.get(key)
         if found is not None:
             return found, True
-    explanation = run(request.spec(), model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
+    explanation = run(
+        request.spec(), model, volume, region=region, device=device, progress=progress, on_wait=on_wait, cancel=cancel
+    )
     if cache is not None:
         cache.put(key, explanation)
     return explanation, False
@@ -173,6 +176,7 @@ def explain(
     block: int | None = None,
     progress: Progress = None,
     on_wait: Callable[[], None] | None = None,
+    cancel: Cancel = None,
 ) -> Explanation:
     """Maps for every (layer, target) pair in one forward pass, defaults resolved as everywhere (uncached).
 
@@ -182,9 +186,11 @@ def explain(
       (default: mean over heads) instead.
     - target: a class index, a list, 'all', or None for the predicted class.
     - region: segmentation only; a mask on the image's (or the model's) grid.
-    - progress: called with each stage name ("preprocess", "forward", "gradients", "mapping").
+    - progress, cancel: as `explain.cam.engine.run` takes them (stages, windows done; a cancel between them).
     """
     volume = as_volume(volume)
     request = make_request(model, volume, method, layers, target, block=block, head=head, region=region, device=device)
-    explanation, _ = compute(request, model, volume, region=region, device=device, progress=progress, on_wait=on_wait)
+    explanation, _ = compute(
+        request, model, volume, region=region, device=device, progress=progress, on_wait=on_wait, cancel=cancel
+    )
     return explanation

@@ -73,3 +73,66 @@ def test_inflating_pt2_stays_under_twice_the_budget(tmp_path, build):
     result = _peak("model", tmp_path / "big.pt2", budget)
     assert result["outcome"].startswith("refused") and "memory limit" in result["outcome"]
     assert result["peak"] < 2 * budget, f"peak {result['peak'] / 2**30:.2f} GiB"
+
+
+CLI_CHILD = """
+import json, sys
+from explain.__main__ import main
+code = main(sys.argv[1:])
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "peak": int(hwm.split()[1]) * 1024}))
+"""
+
+
+def test_a_clinical_size_unet_map_stays_under_the_budget_in_windows(tmp_path):
+    """The UNet of the issue (channels 16-128, 2 residual units, weights + --arch UNet, a card input_shape the size
+    of the volume), at a smaller scale: one pass would need about twice what the budget leaves, so it runs in
+    windows, and the whole process (interpreter, torch and MONAI included) stays within the budget + 10%."""
+    import nibabel as nib
+    import numpy as np
+    import torch
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    kwargs = {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [16, 32, 64, 128],
+              "strides": [2, 2, 2], "num_res_units": 2}  # fmt: skip
+    torch.save(UNet(**kwargs).state_dict(), tmp_path / "unet.pt")
+    side = 160
+    (tmp_path / "card.json").write_text(json.dumps({"task": "segmentation", "input_shape": [1, side, side, side]}))
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(rng.random((side,) * 3, dtype=np.float32), np.eye(4)), str(tmp_path / "ct.nii.gz"))
+    budget = 1024**3
+    env = {
+        "CAMVIEWER_MAX_BYTES": str(budget),
+        "PYTHONWARNINGS": "ignore",
+        "PATH": "/usr/bin:/bin",
+        "OMP_NUM_THREADS": "2",
+    }
+    args = ["cam", str(tmp_path / "unet.pt"), str(tmp_path / "ct.nii.gz"), "--arch", "UNet", "--arch-kwargs",
+            json.dumps(kwargs), "--card", str(tmp_path / "card.json"), "--method", "hirescam", "--target", "1",
+            "--layer", "model.1.submodule.1.submodule.0", "--device", "cpu", "--out", str(tmp_path / "map.nii.gz"),
+            "--json"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_CHILD, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    result, summary = json.loads(lines[-1]), json.loads("\n".join(lines[:-1]))
+    assert result["code"] == 0
+    assert summary["maps"][0]["windows"] > 1, summary["maps"][0]
+    assert result["peak"] <= 1.1 * budget, f"peak {result['peak'] / 2**30:.2f} GiB"
+    assert nib.load(tmp_path / "map.nii.gz").shape == (side,) * 3
+
+
+def test_a_pt2_whose_graph_makes_4_gib_from_nothing_is_refused_before_it_runs(tmp_path):
+    import torch
+
+    class Inflate(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.ones(1024, 1024, 1024).sum()  # 4 GiB, made inside forward
+
+    torch.export.save(torch.export.export(Inflate(), (torch.zeros(1, 1, 8, 8, 8),)), str(tmp_path / "inflate.pt2"))
+    result = _peak("model", tmp_path / "inflate.pt2", 2 * 1024**3)
+    assert result["outcome"].startswith("refused") and "one run of its graph" in result["outcome"], result
+    assert "4.0 GiB" in result["outcome"] and "\n" not in result["outcome"]
+    assert result["peak"] < 1024**3, f"peak {result['peak'] / 2**30:.2f} GiB"

@@ -5,7 +5,7 @@ Protocol (the browser side is viewer/component/js/pending.js):
    computation. The browser keeps showing the slot's previous map, and polls the status URL every 400 ms with
    a cache-buster. A missing file reads as "queued".
 2. The computation calls `write_status(static_root, key, stage)` as it goes: "forward", "gradients",
-   "mapping" (any message may be added). The browser shows a progress line naming the stage.
+   "windows" (with "3 of 27" as its message), "mapping" (any message may be added). The browser shows a progress line naming the stage.
 3. When the map is published (`viewer.publish.publish_map`), `write_status(..., "done", map=published)` puts
    the map's descriptor in the status; the browser fetches the map and shows it. On an error,
    `write_status(..., "failed", message=...)` shows that sentence instead.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from viewer.publish import STATIC_URL, Published, digest, static_folder
 
-STAGES = ("queued", "forward", "gradients", "mapping", "done", "failed")
+STAGES = ("queued", "forward", "gradients", "windows", "mapping", "done", "failed")
 
 
 def status_name(content_key: str) -> str:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from explain.errors import InputError
+from explain.limits import max_bytes, resident_bytes, return_freed_memory
 
 
 class _DeviceLock:
@@ -81,3 +82,16 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
+
+
+def budget(device: torch.device) -> int:
+    """Bytes one computation may add: 95% of what `CAMVIEWER_MAX_BYTES` leaves beside what this process holds
+    already (the 5% for kernels' scratch the estimate cannot see), and never below a quarter of the budget, so a
+    server holding cached images still computes, in smaller windows; on a GPU, no more than 90% of its free
+    memory either."""
+    return_freed_memory()  # before anything is measured or allocated: resident memory then follows live tensors
+    allowed = max(int(0.95 * (max_bytes() - resident_bytes())), max_bytes() // 4)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        allowed = min(allowed, int(0.9 * free))
+    return allowed

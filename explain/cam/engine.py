@@ -30,37 +30,74 @@ from explain.cam.device import frozen, on_device, resolve_device
 from explain.cam.hooks import capture
 from explain.cam.layers import model_layers
 from explain.cam.methods import GRADIENT_METHODS, display_map
-from explain.cam.preprocess import GridMap, plan_grid
+from explain.cam.plan import RunPlan, budget, plan_run
+from explain.cam.preprocess import GridMap, plan_grid, preprocess_bytes
 from explain.cam.results import CamResult, Explanation
-from explain.cam.targets import predict, resolve_targets, score
-from explain.errors import InputError
+from explain.cam.targets import Prediction, predict, resolve_targets, score
+from explain.cam.windowed import gradient_windows, predict_windows
+from explain.errors import Cancelled, InputError
 from explain.io.volume import Volume, as_volume
+from explain.limits import check_bytes
 from explain.models.loaded import LoadedModel, check_fit, class_names
 
-Progress = Callable[[str], None] | None
+# progress(stage) for the stages "preprocess", "forward", "gradients", "mapping"; progress("windows", done, total)
+# after each batch of windows. cancel() is asked between stages and windows: True stops with `Cancelled`.
+Progress = Callable[..., None] | None
+Cancel = Callable[[], bool] | None
 
 
 def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tuple[nn.Module, GridMap, torch.Tensor]:
-    """The module on `device`, the image-to-model grid map, and the model's input tensor."""
+    """The module on `device`, the image-to-model grid map, and the model's input tensor (its cost checked first)."""
     check_fit(model, volume.ndim, volume.source)
     module = model.module.to(device)
     model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
     grid = plan_grid(volume.shape, volume.affine, model.card, model_shape)
     channels = model.input_shape[0] if model.input_shape else 1
+    need = preprocess_bytes(grid, channels, volume.data.nbytes)
+    check_bytes(need, "preparing the model's input", volume.source, budget(device))
     return module, grid, grid.to_model(volume.data, device, channels)
 
 
+def _stop_if(cancel: Cancel) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("the computation was cancelled; nothing was kept")
+
+
 def classify(
-    model: LoadedModel, volume: Volume | np.ndarray, device: str | torch.device = "auto", on_wait: Progress = None
+    model: LoadedModel,
+    volume: Volume | np.ndarray,
+    device: str | torch.device = "auto",
+    on_wait: Callable[[], None] | None = None,
+    progress: Progress = None,
+    cancel: Cancel = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """One forward pass without gradients: (scores, probabilities, predicted class)."""
-    dev = resolve_device(device)
-    with on_device(on_wait):
-        module, _, x = _model_input(model, as_volume(volume), dev)
-        with frozen(module), torch.no_grad():
-            prediction = predict(_run(module, x, model.source), model.card.task)
+    """A prediction without gradients (window by window for patch models): (scores, probabilities, class)."""
+    prediction = predict_only(model, volume, device, on_wait, progress, cancel)
     scores = prediction.scores.float().cpu().numpy()
     return scores, prediction.probabilities.float().cpu().numpy(), prediction.predicted
+
+
+def predict_only(
+    model: LoadedModel,
+    volume: Volume | np.ndarray,
+    device: str | torch.device = "auto",
+    on_wait: Callable[[], None] | None = None,
+    progress: Progress = None,
+    cancel: Cancel = None,
+) -> Prediction:
+    """The model's prediction on the whole model grid, its memory measured first (see `explain.cam.plan`)."""
+    report = progress or (lambda *_a: None)
+    dev = resolve_device(device)
+    with on_device(on_wait):
+        module, grid, x = _model_input(model, as_volume(volume), dev)
+        plan = plan_run(model, grid.model_shape, method="predict", device=dev, gradients=False)
+        _stop_if(cancel)
+        with frozen(module), torch.no_grad():
+            if plan.windows is None:
+                output = _run(module, x, model.source)
+            else:
+                output = predict_windows(module, x, plan.windows, plan.batch, _runner(model), report, cancel)
+            return predict(output, model.card.task)
 
 
 @dataclass(frozen=True)
@@ -83,26 +120,38 @@ def run(
     device: str | torch.device = "auto",
     progress: Progress = None,
     on_wait: Callable[[], None] | None = None,
+    cancel: Cancel = None,
 ) -> Explanation:
-    """Compute maps for every (layer, target) pair of `spec` in one forward pass (uncached).
+    """Compute maps for every (layer, target) pair of `spec` (uncached), in one pass or window by window.
 
     - region: segmentation only; a mask on the image's (or the model's) grid.
-    - progress: called with each stage name ("preprocess", "forward", "gradients", "mapping").
+    - progress: see `Progress`; cancel: see `Cancel`. Its cost is measured and checked before anything runs.
     """
-    report = progress or (lambda _stage: None)
+    report = progress or (lambda *_a: None)
     dev = resolve_device(device)
     with on_device(on_wait):
         t_start = time.perf_counter()
         report("preprocess")
+        _stop_if(cancel)
         module, grid, x = _model_input(model, volume, dev)
         timings = {"preprocess": time.perf_counter() - t_start}
+        gradient = spec.method in GRADIENT_METHODS
+        plan = plan_run(
+            model, grid.model_shape, method=spec.method, layers=spec.layers if gradient else (),
+            targets=spec.targets, device=dev,
+        )  # fmt: skip
+        _stop_if(cancel)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if spec.method in GRADIENT_METHODS:
+            if gradient and plan.windows is not None:
+                results, prediction = _windowed_maps(model, module, x, grid, volume, spec, region, plan, timings,
+                                                      report, cancel, dev)  # fmt: skip
+            elif gradient:
                 results, prediction = _gradient_maps(model, module, x, grid, volume, spec, region, timings, report)
             else:
                 results, prediction = _attention_maps(model, module, x, grid, volume, spec, timings, report)
         notes = [str(w.message) for w in caught]
+        timings["planned_peak_bytes"] = float(plan.peak)
     names = class_names(model, prediction.logits.shape[1])
     for r in results:
         r.target_name = names[r.target]
@@ -121,6 +170,46 @@ def run(
         model.identity,
         warnings=notes,
     )
+
+
+def _runner(model: LoadedModel):
+    return lambda module, x: _run(module, x, model.source)
+
+
+def _windowed_maps(model, module, x, grid, volume, spec, region, plan: RunPlan, timings, report, cancel, dev):
+    """Maps window by window (explain.cam.windowed); the prediction comes from the same windows."""
+    wanted_arg = _target_arg(spec)
+    if wanted_arg is None:  # the predicted class needs the whole prediction first: one pass without gradients
+        with frozen(module), torch.no_grad():
+            logits = predict_windows(module, x, plan.windows, plan.batch, _runner(model), report, cancel)
+        wanted_arg = [predict(logits, model.card.task).predicted]
+    region_t = None
+    if region is not None:
+        region_t = _region_on_model_grid(region, grid, torch.empty((1, 1, *grid.model_shape)), x.device)
+    targets = resolve_targets(wanted_arg, _shape_only(plan.n_classes))  # checked before any window runs
+    report("forward")
+    with frozen(module):
+        logits, maps = gradient_windows(
+            module, x, plan.windows, plan.batch, method=spec.method, layers=list(spec.layers), targets=targets,
+            region=region_t, run=_runner(model), report=report, cancel=cancel, timings=timings,
+        )  # fmt: skip
+    prediction = predict(logits, model.card.task)
+    report("mapping")
+    t2 = time.perf_counter()
+    results = []
+    for (name, t), (stitched, signed) in maps.items():
+        results.append(_finish_stitched(spec.method, name, t, stitched, signed, grid, volume.affine, plan))
+    _sync(dev)
+    timings["upsample"] = time.perf_counter() - t2
+    timings["windows"] = float(len(plan.windows))
+    timings["window_batch"] = float(plan.batch)
+    return results, prediction
+
+
+def _shape_only(n_classes: int) -> Prediction:
+    """A stand-in prediction that only knows the number of classes (for resolving targets before the run)."""
+    logits = torch.empty((1, n_classes, 1))
+    return Prediction(logits, "segmentation", torch.zeros(n_classes), torch.zeros(n_classes), 0)
 
 
 def _run(module: nn.Module, x: torch.Tensor, source: str = "the model") -> object:
@@ -259,6 +348,22 @@ def _finish(method: str, layer: str, target: int, raw: torch.Tensor, grid: GridM
         np.asarray(affine, dtype=float),
         notes,
     )
+
+
+def _finish_stitched(
+    method: str, layer: str, target: int, stitched: torch.Tensor, signed: torch.Tensor, grid: GridMap,
+    affine: np.ndarray, plan: RunPlan,
+) -> CamResult:  # fmt: skip
+    """A stitched map (already ReLU'd and on the model grid) scaled to its peak once, for all windows together."""
+    model_map, peak = display_map(stitched)
+    notes = []
+    if peak == 0.0:
+        notes.append(f"{method} map for target {target} at {layer} is all zero (no positive evidence)")
+        warnings.warn(notes[-1], stacklevel=2)
+    return CamResult(
+        method, layer, target, "", signed.float().cpu().numpy(), model_map.float().cpu().numpy(), peak, grid,
+        np.asarray(affine, dtype=float), notes, plan.windows.patch, len(plan.windows),
+    )  # fmt: skip
 
 
 def _sync(device: torch.device) -> None:

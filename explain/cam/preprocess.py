@@ -173,13 +173,17 @@ def plan_grid(
     elif (card.orientation or "").upper() == "RAS":
         ornt = tuple((int(t), int(f)) for t, f in ras_orientation(affine))
     reoriented = GridMap(tuple(volume_shape), (1,) * n, (1.0,) * n, (0.0,) * n, ornt, {}).reoriented_shape
-    target = tuple(model_shape) if model_shape is not None else reoriented
+    spacing = np.linalg.norm(np.asarray(affine)[:3, :n], axis=0)
+    if ornt is not None:
+        spacing = spacing[np.argsort([t for t, _ in ornt])]
+    if card.patch_size:  # trained on patches: the whole image at the card's spacing, run window by window
+        along = np.asarray(card.spacing, dtype=float) if card.spacing is not None else spacing
+        target = tuple(max(int(round(r * v / m)), 1) for r, v, m in zip(reoriented, spacing, along))
+    else:
+        target = tuple(model_shape) if model_shape is not None else reoriented
     if len(target) != n or min(target) < 1:
         raise InputError(f"the model's input grid {target} does not match a {n}D image")
     if card.spacing is not None:
-        spacing = np.linalg.norm(np.asarray(affine)[:3, :n], axis=0)
-        if ornt is not None:
-            spacing = spacing[np.argsort([t for t, _ in ornt])]
         scale = np.asarray(card.spacing, dtype=float) / spacing
         offset = (np.asarray(reoriented) - 1) / 2 - scale * (np.asarray(target) - 1) / 2
     else:
@@ -193,6 +197,13 @@ def plan_grid(
         ornt,
         dict(card.intensity or {"kind": "none"}),
     )
+
+
+def preprocess_bytes(grid: GridMap, channels: int, volume_bytes: int) -> int:
+    """What preparing the model's input takes at its worst: a reordered copy of the image, the sampling grid
+    (3 or 2 coordinates per model voxel) and its output, and the intensity transform's temporaries (fp32)."""
+    voxels = int(np.prod(grid.model_shape))
+    return int(volume_bytes + 4 * voxels * (grid.ndim + 1 + 2 + channels))
 
 
 def apply_intensity(x: torch.Tensor, spec: dict) -> torch.Tensor:

@@ -30,12 +30,19 @@ class CamResult:
     layer: str
     target: int
     target_name: str
-    raw_map: np.ndarray  # (d, h, w) or (h, w) on the layer/token grid, signed
+    raw_map: np.ndarray  # signed: on the layer/token grid; for windowed maps, stitched on the model grid
     model_map: np.ndarray  # on the model grid, 0..1 of `raw_peak`
     raw_peak: float  # the positive raw value (upsampled to the model grid) that maps to 1.0
     grid: GridMap
     volume_affine: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    window: tuple[int, ...] | None = None  # the window shape when stitched from sliding windows
+    windows: int = 1  # how many windows were stitched
+
+    @property
+    def pooled_per_window(self) -> bool:
+        """True when the method pools its weights over one window (Grad-CAM, Grad-CAM++ on windows)."""
+        return self.window is not None and self.method in ("gradcam", "gradcampp")
 
     @property
     def model_affine(self) -> np.ndarray:
@@ -98,6 +105,8 @@ class Explanation:
                     "model_shape": list(r.model_map.shape),
                     "raw_peak": r.raw_peak,
                     "warnings": r.warnings,
+                    "window": list(r.window) if r.window else None,
+                    "windows": r.windows,
                 }
                 for r in self.results
             ],

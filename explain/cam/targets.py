@@ -53,10 +53,11 @@ def predict(output: object, task: str) -> Prediction:
             return Prediction(logits, task, scores, probs, int(scores.argmax()))
         if logits.ndim < 4:
             raise InputError(f"a segmentation net must output (batch, classes, *spatial); got {tuple(logits.shape)}")
-        labels = logits[0].argmax(dim=0)
+        top, labels = logits[0].max(dim=0)  # the predicted class's logit and the class, per voxel
         k = logits.shape[1]
         counts = torch.bincount(labels.flatten(), minlength=k).float()
-        sums = (logits[0] * torch.nn.functional.one_hot(labels, k).movedim(-1, 0)).flatten(1).sum(1)
+        # Summed per class without a one-hot copy of the logits (K times the grid: gigabytes for a whole CT).
+        sums = torch.zeros(k, dtype=top.dtype, device=top.device).index_add_(0, labels.flatten(), top.flatten())
         scores = sums / counts.clamp_min(1)
         probs = counts / labels.numel()
         foreground = counts[1:] if k > 1 else counts

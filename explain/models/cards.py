@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from explain.errors import InputError
-from explain.limits import mib
 
 TASKS = ("classification", "segmentation")
 INTENSITY_KINDS = ("none", "ct_window", "percentile", "zscore", "minmax")
@@ -46,6 +45,11 @@ class ModelCard:
     default_layer: str | None = None
     name: str = ""
     description: str = ""
+    # Trained on patches: maps and predictions over the whole volume at `spacing`, window by window.
+    patch_size: tuple[int, ...] | None = None  # (D, H, W) or (H, W)
+    overlap: float = 0.5  # of one window with the next (nnU-Net: 1 - its step of 0.5; MONAI's default is 0.25)
+    blend: str = "gaussian"  # how overlapping windows are weighted: "gaussian" or "constant"
+    window_layout: str = "nnunet"  # where windows go: "nnunet" or "monai" (explain.cam.windows)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> ModelCard:
@@ -56,6 +60,7 @@ class ModelCard:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["input_shape"] = list(self.input_shape) if self.input_shape else None
         out["spacing"] = list(self.spacing) if self.spacing else None
+        out["patch_size"] = list(self.patch_size) if self.patch_size else None
         out["intensity"] = dict(self.intensity or {"kind": "none"})
         return out
 
@@ -68,7 +73,7 @@ def canonical_json(card: ModelCard) -> str:
     return json.dumps(card.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def validate_card(raw: Any, source: str, budget_bytes: int | None = None) -> dict[str, Any]:
+def validate_card(raw: Any, source: str) -> dict[str, Any]:
     """Check a card dict; return only the fields it gives, normalised (tuples, floats, ints)."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: a model card must be a JSON object; got {type(raw).__name__}")
@@ -87,7 +92,7 @@ def validate_card(raw: Any, source: str, budget_bytes: int | None = None) -> dic
             continue
         out[key] = value
     if not problems:
-        problems.extend(_cross_checks(out, budget_bytes))
+        problems.extend(_cross_checks(out))
     if problems:
         raise InputError(f"{source}: the model card is not valid: " + "; ".join(problems) + ".")
     return out
@@ -191,6 +196,32 @@ def _default_layer(value: Any) -> str | None:
     return value
 
 
+def _patch_size(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise _Bad("must be 2 or 3 whole numbers (voxels of one window)")
+    if any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIDE for v in value):
+        raise _Bad(f"must hold whole numbers from 1 to {MAX_SIDE}")
+    return tuple(int(v) for v in value)
+
+
+def _overlap(value: Any) -> float:
+    value = _number(value, "overlap")
+    if not 0 <= value < 1:
+        raise _Bad("must be at least 0 and below 1")
+    return value
+
+
+def _choice(options: tuple[str, ...]):
+    def check(value: Any) -> str:
+        if value not in options:
+            raise _Bad(f"must be one of {options}; got {str(value)[:30]!r}")
+        return value
+
+    return check
+
+
 _CHECKS = {
     "task": _task,
     "class_names": _class_names,
@@ -201,24 +232,27 @@ _CHECKS = {
     "default_layer": _default_layer,
     "name": lambda v: _text(v, 200),
     "description": lambda v: _text(v, 2000),
+    "patch_size": _patch_size,
+    "overlap": _overlap,
+    "blend": _choice(("gaussian", "constant")),
+    "window_layout": _choice(("nnunet", "monai")),
 }
 
 
-def _cross_checks(card: dict[str, Any], budget_bytes: int | None) -> list[str]:
-    from explain.limits import max_bytes
-
+def _cross_checks(card: dict[str, Any]) -> list[str]:
     problems = []
     shape, spacing = card.get("input_shape"), card.get("spacing")
     if shape and spacing and len(spacing) != len(shape) - 1:
         problems.append(f"`spacing` has {len(spacing)} values but the input has {len(shape) - 1} spatial axes")
     if shape and len(shape) == 3 and card.get("orientation"):
         problems.append("`orientation` applies to 3D models only")
-    if shape:
-        # The input, plus at least a few feature maps of the same size, must fit the memory budget.
-        need = math.prod(shape) * 4 * 8
-        limit = budget_bytes if budget_bytes is not None else max_bytes()
-        if need > limit:
-            problems.append(f"`input_shape` {list(shape)} would need about {mib(need)}, over the {mib(limit)} limit")
+    patch = card.get("patch_size")
+    if patch and shape and len(patch) != len(shape) - 1:
+        problems.append(f"`patch_size` has {len(patch)} values but the input has {len(shape) - 1} spatial axes")
+    if patch and card.get("task") == "classification":
+        problems.append("`patch_size` applies to segmentation models only (a classifier sees its whole input)")
+    # Memory is not guessed here: every run, layer listing included, is measured before it allocates anything
+    # (explain.cam.cost), at the size it will really run at.
     return problems
 
 

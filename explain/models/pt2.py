@@ -34,7 +34,7 @@ import torch
 
 from explain.errors import InputError
 from explain.limits import check_bytes, mib
-from explain.models.pt2_graph import check_program
+from explain.models.pt2_graph import check_program, graph_peak_bytes
 
 CARD_FILE = "model_card.json"
 MAX_MEMBERS = 20_000
@@ -87,6 +87,7 @@ def read_pt2(data: bytes | str, name: str) -> Pt2Program:
         )
         card_text = _extra_card(archive, members, name)
     check_program(model_json, name)
+    check_bytes(graph_peak_bytes(model_json), "one run of its graph (the sizes the graph itself declares)", name)
     shape = _input_shape(model_json, name)
     program = _deserialise(model_json, weights, constants, name)
     return Pt2Program(program, card_text, shape)

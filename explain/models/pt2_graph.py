@@ -87,6 +87,85 @@ def _refuse_symbolic(value: Any, name: str) -> None:
             stack.extend(item)
 
 
+def graph_peak_bytes(doc: Any) -> int:
+    """The most memory one run of the graph holds at once, from the sizes its own JSON declares for every value.
+
+    Nodes run in order; each output is allocated when its node runs and freed after its last use; a view costs
+    nothing and keeps the tensor it views alive as long as itself; graph inputs (weights and the input) stay for
+    the whole run. A graph that builds a huge tensor from nothing (`torch.ones(1024, 1024, 1024)` in `forward`)
+    shows it here, before anything runs. Call after `check_program` (static shapes only).
+    """
+    graph = doc["graph_module"]["graph"]
+    sizes = {name: _nbytes(meta) for name, meta in graph.get("tensor_values", {}).items()}
+    nodes = graph["nodes"]
+    root: dict[str, str] = {}  # a view -> the tensor that owns its memory
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        inputs = _tensor_names(node.get("inputs"))
+        for name in inputs:
+            owner = root.get(name, name)
+            last_use[owner] = i
+        if _is_view(node.get("target", "")) and inputs:
+            for name in _tensor_names(node.get("outputs")):
+                root[name] = root.get(inputs[0], inputs[0])
+    persistent = set(_tensor_names(graph.get("inputs"))) | {root.get(n, n) for n in _tensor_names(graph.get("outputs"))}
+    live = {name: sizes.get(name, 0) for name in persistent}
+    peak = sum(live.values())
+    for i, node in enumerate(nodes):
+        for name in _tensor_names(node.get("outputs")):
+            if name not in root:
+                live[name] = sizes.get(name, 0)
+        peak = max(peak, sum(live.values()))
+        for name in [n for n in live if n not in persistent and last_use.get(n, -1) <= i]:
+            del live[name]
+    return int(peak)
+
+
+def _tensor_names(value: Any) -> list[str]:
+    """Every tensor name referenced in a node's inputs or outputs (as_tensor, as_tensors, nested)."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("as_tensor")
+            if isinstance(ref, dict) and isinstance(ref.get("name"), str):
+                found.append(ref["name"])
+            stack.extend(v for k, v in item.items() if k != "as_tensor")
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def _nbytes(meta: Any) -> int:
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    try:
+        from torch._export.serde.schema import ScalarType
+
+        dtype = _SERIALIZE_TO_TORCH_DTYPE[ScalarType(meta["dtype"])]
+        count = 1
+        for size in meta["sizes"]:
+            count *= max(int(size["as_int"]), 0)
+        return count * dtype.itemsize
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+_VIEWS: dict[str, bool] = {}
+
+
+def _is_view(target: str) -> bool:
+    """Does the operator return a view of its input (its schema's return carries an alias annotation)?"""
+    if target not in _VIEWS:
+        match = _ATEN_TARGET.match(target)
+        try:
+            schema = getattr(getattr(torch.ops.aten, match.group(1)), match.group(2))._schema if match else None
+            _VIEWS[target] = bool(schema and schema.returns and schema.returns[0].alias_info is not None)
+        except (AttributeError, RuntimeError):
+            _VIEWS[target] = False
+    return _VIEWS[target]
+
+
 _OP_VERDICTS: dict[str, str | None] = {}
 
 

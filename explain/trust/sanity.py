@@ -15,12 +15,14 @@ parameters owned by the model itself (`cls_token`) are the last group randomised
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from explain.errors import Cancelled
 from explain.io.volume import Volume
 from explain.models.loaded import LoadedModel
 
@@ -140,8 +142,15 @@ def cascade(
     seed: int = 0,
     max_steps: int | None = None,
     device: str = "auto",
+    progress: Callable[..., None] | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> SanityReport:
-    """Randomise blocks from the top down and report, per step, how much the map changed."""
+    """Randomise blocks from the top down and report, per step, how much the map changed.
+
+    progress("sanity", done, total) after the original map and after each block; cancel() is asked before each
+    block and stops with `Cancelled`.
+    """
+    report_step = progress or (lambda *_a: None)
     from explain.policy import is_attention
     from explain.request import explain
 
@@ -158,7 +167,10 @@ def cascade(
     found = parameter_blocks(twin, example_input(model, resolve_device(device)).to(next(twin.parameters()).device))
     own = [b for b in found if b[0] == "model"]
     blocks = ([b for b in found if b[0] != "model"][::-1] + own)[:max_steps]  # top down; the model's own last
-    for name, params in blocks:
+    report_step("sanity", 0, len(blocks))
+    for step, (name, params) in enumerate(blocks, 1):
+        if cancel is not None and cancel():
+            raise Cancelled("the sanity check was cancelled; nothing was kept")
         _randomise(twin, params, generator)
         changed = explain(copy_model, volume, method, layers, original.target, device=device, block=block).get()
         report.steps.append(
@@ -169,6 +181,7 @@ def cascade(
                 spearman(original.raw_map, changed.raw_map),
             )
         )
+        report_step("sanity", step, len(blocks))
     return report
 
 

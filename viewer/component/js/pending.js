@@ -6,6 +6,7 @@ export const STAGE_WORDS = {
   queued: "waiting to start",
   forward: "running the model (forward pass)",
   gradients: "computing gradients",
+  windows: "window by window,",
   mapping: "mapping onto the image",
   done: "done",
   failed: "failed",
