@@ -349,7 +349,8 @@ def make(model, volume, choices: Choices, probabilities):
     target = class_names(model, len(probabilities)).index(choices.target_name)
     layers = None if is_attention(choices.method) else [choices.layer]
     request = make_request(model, volume, choices.method, layers, target, block=choices.block, head=choices.head)
-    return request, request_title(request.method, request.layers, request.block, choices.target_name)
+    window = tuple(model.card.patch_size) if model.card.patch_size else None
+    return request, request_title(request.method, request.layers, request.block, choices.target_name, window)
 
 
 def compute_map(model, volume, request):

@@ -61,8 +61,8 @@ if variant == "ours":
     result = explain(model, volume, "hirescam", [LAYER], target=1, device=device)
     first = time.perf_counter() - t0
     cam = result.get()
-    extra = {"windows": cam.windows, "window": list(cam.window or ()), "batch": result.timings.get("window_batch"),
-             "planned_peak": result.timings.get("planned_peak_bytes"), "grid": list(result.model_grid)}
+    extra = {"windows": cam.windows, "window": list(cam.window or ()), "batch": result.run["batch"],
+             "planned_peak": result.run["planned_peak_bytes"], "grid": list(result.model_grid)}
     t0 = time.perf_counter()  # the same map again: the model is measured already, as on a server
     explain(model, volume, "hirescam", [LAYER], target=1, device=device)
     extra["first"] = first

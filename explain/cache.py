@@ -124,6 +124,7 @@ class CamCache:
             meta["model_hash"],
             meta["engine_version"],
             meta["warnings"],
+            meta.get("run", {}),
         )
 
     def _evict_disk(self) -> None:

@@ -120,15 +120,30 @@ def reconcile(
     return out, notes
 
 
-def request_title(method: str, layers: tuple[str, ...], block: int | None, target_name: str) -> str:
-    """'Grad-CAM · features.block3 · bright lesion': what a map is, known before it is computed."""
+def request_title(
+    method: str, layers: tuple[str, ...], block: int | None, target_name: str, window: tuple[int, ...] | None = None
+) -> str:
+    """'Grad-CAM · features.block3 · bright lesion': what a map is, known before it is computed.
+
+    A map stitched from windows says so: 'Grad-CAM (weights per 96³ window) · ...', because Grad-CAM and Grad-CAM++
+    pool their weights over one window, which makes them window-local quantities.
+    """
     if method == "vit-attention":
         where = f"block {block}"
     elif method == "vit-rollout":
         where = "all blocks"
     else:
         where = ", ".join(layers)
-    return f"{method_label(method)} · {where} · {target_name}"
+    note = window_note(method, window)
+    return f"{method_label(method)}{f' ({note})' if note else ''} · {where} · {target_name}"
+
+
+def window_note(method: str, window: tuple[int, ...] | None) -> str:
+    """'weights per 96³ window' (pooling methods) or 'stitched from 96³ windows'; '' for a one-pass map."""
+    if not window:
+        return ""
+    size = f"{window[0]}{'³' if len(window) == 3 else '²'}" if len(set(window)) == 1 else "×".join(map(str, window))
+    return f"weights per {size} window" if method in ("gradcam", "gradcampp") else f"stitched from {size} windows"
 
 
 def montage_layers(layers: list[LayerInfo], layer: str, limit: int = 8) -> list[str]:

@@ -151,7 +151,7 @@ def run(
             else:
                 results, prediction = _attention_maps(model, module, x, grid, volume, spec, timings, report)
         notes = [str(w.message) for w in caught]
-        timings["planned_peak_bytes"] = float(plan.peak)
+
     names = class_names(model, prediction.logits.shape[1])
     for r in results:
         r.target_name = names[r.target]
@@ -169,6 +169,7 @@ def run(
         volume.content_hash,
         model.identity,
         warnings=notes,
+        run=plan.to_dict(),
     )
 
 
@@ -201,8 +202,6 @@ def _windowed_maps(model, module, x, grid, volume, spec, region, plan: RunPlan, 
         results.append(_finish_stitched(spec.method, name, t, stitched, signed, grid, volume.affine, plan))
     _sync(dev)
     timings["upsample"] = time.perf_counter() - t2
-    timings["windows"] = float(len(plan.windows))
-    timings["window_batch"] = float(plan.batch)
     return results, prediction
 
 

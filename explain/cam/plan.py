@@ -39,6 +39,17 @@ class RunPlan:
     budget: int
     n_classes: int  # output channels of the model (from the measuring pass; 1 when it gave none)
 
+    def to_dict(self) -> dict:
+        """How a computation ran, for its result and reports: grid, windows, batch, estimated and allowed bytes."""
+        return {
+            "grid": list(self.grid),
+            "windows": len(self.windows) if self.windows else 1,
+            "window": list(self.windows.patch) if self.windows else None,
+            "batch": self.batch,
+            "planned_peak_bytes": self.peak,
+            "budget_bytes": self.budget,
+        }
+
     def describe(self) -> str:
         if self.windows is None:
             return f"one pass over {'x'.join(map(str, self.grid))}, about {mib(self.peak)}"

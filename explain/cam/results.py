@@ -75,6 +75,7 @@ class Explanation:
     model_hash: str  # the model's identity: file + effective card
     engine_version: str = __version__
     warnings: list[str] = field(default_factory=list)
+    run: dict = field(default_factory=dict)  # how it ran: one pass or windows, batch, planned and allowed bytes
 
     def get(self, layer: str | None = None, target: int | None = None) -> CamResult:
         """The result for (layer, target); either may be omitted when unambiguous."""
@@ -117,4 +118,5 @@ class Explanation:
             "model_hash": self.model_hash,
             "engine_version": self.engine_version,
             "warnings": self.warnings,
+            "run": self.run,
         }
