@@ -362,6 +362,7 @@ def compute_map(model, volume, request):
     key = request.key()
     write_status(STATIC, key, "queued", "preparing the input")
     stages = {"preprocess": ("queued", "preparing the input")}
+
     def report(stage: str, done: int = 0, total: int = 0) -> None:
         if stage == "windows":
             write_status(STATIC, key, "windows", f"{done} of {total}")
@@ -436,7 +437,7 @@ def main() -> None:
             raise InputError("choose a model to compute a map; the image is shown meanwhile")
         from explain.models.loaded import check_fit
 
-        check_fit(model, volume.ndim, volume.source)
+        check_fit(model, volume.ndim, volume.source, volume.n_channels)
         probabilities = prediction(volume.content_hash, model.identity, model, volume)
         choices, notes = choose_settings(page, model, probabilities)
         for note in notes:

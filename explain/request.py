@@ -101,7 +101,7 @@ def make_request(
     """Resolve defaults (layer, block) with the same policy everywhere, and build the request."""
     if method not in ALL_METHODS:
         raise InputError(f"unknown method {str(method)[:40]!r}; choose one of {', '.join(ALL_METHODS)}")
-    check_fit(model, volume.ndim, volume.source)
+    check_fit(model, volume.ndim, volume.source, volume.n_channels)
     if is_attention(method):
         resolved: tuple[str, ...] = ()
         if method == "vit-attention":

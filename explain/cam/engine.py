@@ -48,14 +48,14 @@ Cancel = Callable[[], bool] | None
 
 def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tuple[nn.Module, GridMap, torch.Tensor]:
     """The module on `device`, the image-to-model grid map, and the model's input tensor (its cost checked first)."""
-    check_fit(model, volume.ndim, volume.source)
+    check_fit(model, volume.ndim, volume.source, volume.n_channels)
     module = model.module.to(device)
     model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
     grid = plan_grid(volume.shape, volume.affine, model.card, model_shape)
     channels = model.input_shape[0] if model.input_shape else 1
-    need = preprocess_bytes(grid, channels, volume.data.nbytes)
+    need = preprocess_bytes(grid, channels, volume.stack().nbytes)
     check_bytes(need, "preparing the model's input", volume.source, budget(device))
-    return module, grid, grid.to_model(volume.data, device, channels)
+    return module, grid, grid.to_model(volume.stack() if channels > 1 else volume.data, device, channels)
 
 
 def _stop_if(cancel: Cancel) -> None:
@@ -97,7 +97,7 @@ def predict_only(
                 output = _run(module, x, model.source)
             else:
                 output = predict_windows(module, x, plan.windows, plan.batch, _runner(model), report, cancel)
-            return predict(output, model.card.task)
+            return predict(output, model.card.task, model.card.output)
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def _windowed_maps(model, module, x, grid, volume, spec, region, plan: RunPlan, 
     if wanted_arg is None:  # the predicted class needs the whole prediction first: one pass without gradients
         with frozen(module), torch.no_grad():
             logits = predict_windows(module, x, plan.windows, plan.batch, _runner(model), report, cancel)
-        wanted_arg = [predict(logits, model.card.task).predicted]
+        wanted_arg = [predict(logits, model.card.task, model.card.output).predicted]
     region_t = None
     if region is not None:
         region_t = _region_on_model_grid(region, grid, torch.empty((1, 1, *grid.model_shape)), x.device)
@@ -193,8 +193,9 @@ def _windowed_maps(model, module, x, grid, volume, spec, region, plan: RunPlan, 
         logits, maps = gradient_windows(
             module, x, plan.windows, plan.batch, method=spec.method, layers=list(spec.layers), targets=targets,
             region=region_t, run=_runner(model), report=report, cancel=cancel, timings=timings,
+            output=model.card.output,
         )  # fmt: skip
-    prediction = predict(logits, model.card.task)
+    prediction = predict(logits, model.card.task, model.card.output)
     report("mapping")
     t2 = time.perf_counter()
     results = []
@@ -231,7 +232,7 @@ def _gradient_maps(model, module, x, grid, volume, spec, region, timings, report
     report("forward")
     with frozen(module), capture(module, layer_names, track_grads=True) as cap, torch.enable_grad():
         output = _run(module, x, model.source)
-        prediction = predict(output, model.card.task)
+        prediction = predict(output, model.card.task, model.card.output)
         missing = [name for name in layer_names if name not in cap.acts]
         if missing:
             raise InputError(f"layer(s) {missing} did not run in the forward pass; pick another layer")
@@ -305,7 +306,7 @@ def _attention_maps(model, module, x, grid, volume, spec, timings, report):
     with frozen(module), capture(module, attention=names) as cap, torch.no_grad():
         output = _run(module, x, model.source)
     timings["forward"] = time.perf_counter() - t0
-    prediction = predict(output, model.card.task)
+    prediction = predict(output, model.card.task, model.card.output)
     weights = require_attention(cap.attention, names)
     wanted = resolve_targets(_target_arg(spec), prediction)
     if spec.method == "vit-attention":

@@ -130,17 +130,26 @@ class GridMap:
         return F.grid_sample(x, grid.to(x.dtype), mode="bilinear", padding_mode=padding, align_corners=True)
 
     def to_model(self, data: np.ndarray, device: torch.device | str = "cpu", channels: int = 1) -> torch.Tensor:
-        """Image data (I, J[, K]) -> model input (1, channels, *model_shape), float32 on `device`."""
-        if channels != 1:
+        """Image data (I, J[, K]) or channels (C, I, J[, K]) -> model input (1, C, *model_shape), float32.
+
+        Every channel goes through the same geometry; the intensity transform is applied to each channel on its own
+        (the statistics of a T1 and a FLAIR have nothing to do with each other).
+        """
+        data = np.asarray(data)
+        given = data.shape[0] if data.ndim == self.ndim + 1 else 1
+        if channels != given:
             raise InputError(
-                f"channel mismatch: the model expects {channels} input channels and the "
-                "image has 1; load a single-channel model or a matching multi-channel input"
+                f"channel mismatch: the model expects {channels} input channel(s) and the image has {given}; give "
+                f"{channels} co-registered images (or one 4D file with {channels} volumes)"
             )
-        x = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32, device=device)[None, None]
+        x = torch.as_tensor(np.ascontiguousarray(data), dtype=torch.float32, device=device)
+        x = x[None] if given > 1 else x[None, None]
         x = self._reorient(x)
         if not self.is_identity:
             x = self._sample(x, self.model_shape, np.asarray(self.scale), np.asarray(self.offset), "border")
-        return apply_intensity(x, self.intensity)
+        if given == 1:
+            return apply_intensity(x, self.intensity)
+        return torch.cat([apply_intensity(x[:, c : c + 1], self.intensity) for c in range(given)], dim=1)
 
     def to_volume(self, maps: torch.Tensor) -> torch.Tensor:
         """Maps on the model grid (B, *model_shape) -> (B, *volume_shape) on the image's own voxel grid."""

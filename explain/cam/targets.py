@@ -25,6 +25,18 @@ class Prediction:
     scores: torch.Tensor  # (K,)  classification: logits; segmentation: mean logit over the class mask
     probabilities: torch.Tensor  # (K,)  classification: softmax; segmentation: fraction of voxels
     predicted: int
+    output: str = "softmax"  # segmentation: "softmax" (one label per voxel) or "sigmoid" (independent channels)
+
+    def region(self, target: int) -> torch.Tensor:
+        """Where a segmentation net predicts `target`: its argmax label, or its logit > 0 for a sigmoid output."""
+        return region_of(self.logits, target, self.output)
+
+
+def region_of(logits: torch.Tensor, target: int, output: str = "softmax") -> torch.Tensor:
+    """(B, K, *spatial) logits -> (B, *spatial) mask of `target`: argmax, or logit > 0 for sigmoid outputs."""
+    if output == "sigmoid":
+        return logits[:, target] > 0
+    return logits.argmax(dim=1) == target
 
 
 def pick_logits(output: object) -> torch.Tensor:
@@ -38,8 +50,12 @@ def pick_logits(output: object) -> torch.Tensor:
     raise InputError(f"the model returned {type(output).__name__}; expected a logits tensor")
 
 
-def predict(output: object, task: str) -> Prediction:
-    """Scores, probabilities and the predicted class from the model's output."""
+def predict(output: object, task: str, kind: str = "softmax") -> Prediction:
+    """Scores, probabilities and the predicted class from the model's output.
+
+    Segmentation, `kind` "softmax": each voxel has one label (the argmax); "sigmoid": each class is its own
+    binary map (logit > 0), as BraTS's overlapping tumour regions are. Probabilities are fractions of voxels.
+    """
     logits = pick_logits(output)
     with torch.no_grad():
         if task == "classification":
@@ -53,8 +69,15 @@ def predict(output: object, task: str) -> Prediction:
             return Prediction(logits, task, scores, probs, int(scores.argmax()))
         if logits.ndim < 4:
             raise InputError(f"a segmentation net must output (batch, classes, *spatial); got {tuple(logits.shape)}")
-        top, labels = logits[0].max(dim=0)  # the predicted class's logit and the class, per voxel
         k = logits.shape[1]
+        if kind == "sigmoid":  # every class on its own: its voxels are where its logit is above 0
+            inside = logits[0] > 0
+            counts = inside.flatten(1).sum(1).float()
+            sums = (logits[0] * inside).flatten(1).sum(1)
+            probs = counts / inside[0].numel()
+            scores = sums / counts.clamp_min(1)
+            return Prediction(logits, task, scores, probs, int(counts.argmax()), kind)
+        top, labels = logits[0].max(dim=0)  # the predicted class's logit and the class, per voxel
         counts = torch.bincount(labels.flatten(), minlength=k).float()
         # Summed per class without a one-hot copy of the logits (K times the grid: gigabytes for a whole CT).
         sums = torch.zeros(k, dtype=top.dtype, device=top.device).index_add_(0, labels.flatten(), top.flatten())
@@ -62,7 +85,7 @@ def predict(output: object, task: str) -> Prediction:
         probs = counts / labels.numel()
         foreground = counts[1:] if k > 1 else counts
         predicted = int(foreground.argmax()) + (1 if k > 1 else 0)
-        return Prediction(logits, task, scores, probs, predicted)
+        return Prediction(logits, task, scores, probs, predicted, kind)
 
 
 def resolve_targets(target: int | str | list[int] | None, prediction: Prediction) -> list[int]:
@@ -90,7 +113,7 @@ def score(prediction: Prediction, target: int, region: torch.Tensor | None = Non
     if prediction.task == "classification":
         return logits[:, target].sum()
     if region is None:
-        region = logits[0].argmax(dim=0) == target
+        region = prediction.region(target)[0]
         if not bool(region.any()):
             warnings.warn(f"class {target} is predicted nowhere; using its logit over the whole volume", stacklevel=2)
             region = torch.ones_like(region)

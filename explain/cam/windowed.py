@@ -22,7 +22,7 @@ from torch import nn
 
 from explain.cam.hooks import capture
 from explain.cam.methods import GRADIENT_METHODS
-from explain.cam.targets import pick_logits
+from explain.cam.targets import pick_logits, region_of
 from explain.cam.windows import WindowPlan
 from explain.errors import Cancelled, InputError
 
@@ -104,6 +104,7 @@ def gradient_windows(
     report: Report,
     cancel=None,
     timings: dict[str, float],
+    output: str = "softmax",
 ) -> tuple[torch.Tensor, dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]]:
     """Stitched logits (1, K, *grid) and, per (layer, target), the stitched (map, signed map) on the model grid."""
     fn = GRADIENT_METHODS[method]
@@ -123,12 +124,15 @@ def gradient_windows(
             if missing:
                 raise InputError(f"layer(s) {missing} did not run in the forward pass; pick another layer")
             out.add_logits(logits, starts, w)
-            labels = logits.detach().argmax(dim=1)
+            detached = logits.detach()
             acts = [cap.acts[name] for name in layers]
             t1 = time.perf_counter()
             timings["forward"] += t1 - t0
             for i, t in enumerate(targets):
-                inside = labels == t if region_p is None else _windows_of(region_p[None, None], plan, starts)[:, 0]
+                if region_p is None:  # the window's own prediction of the class
+                    inside = region_of(detached, t, output)
+                else:
+                    inside = _windows_of(region_p[None, None], plan, starts)[:, 0]
                 score = (logits[:, t] * inside.to(logits.dtype)).sum()
                 grads = (
                     torch.autograd.grad(score, acts, retain_graph=i < len(targets) - 1, allow_unused=True)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from pathlib import Path
 
 from explain import limits
 from explain.errors import InputError
 from explain.io.sniff import HEAD_BYTES, sniff
-from explain.io.volume import Volume, safe_name, single_volume
+from explain.io.volume import Volume, make_channels, safe_name, single_volume
 
 
 def load_volume(
@@ -149,3 +150,44 @@ def load_volume_bytes(raw: bytes, name: str, **limit_kwargs: int) -> Volume:
             raise InputError(str(e).replace(target.name, shown)) from None
     warnings = tuple(w.replace(target.name, shown) for w in vol.warnings)
     return dataclasses.replace(vol, source=shown, warnings=warnings)
+
+
+_CHANNEL_SUFFIX = re.compile(r"_(\d{4})(?:\.nii\.gz|\.nii|\.nrrd|\.mha|\.mgz|\.png)?$", re.IGNORECASE)
+
+
+def channel_order(names: list[str]) -> list[int]:
+    """The order of images as channels: nnU-Net's `_0000`, `_0001`... suffixes decide when every name carries one
+    (and they are 0..C-1 once each); otherwise the order given."""
+    found = [_CHANNEL_SUFFIX.search(Path(n).name) for n in names]
+    if len(names) > 1 and all(found):
+        numbers = [int(m.group(1)) for m in found]
+        if sorted(numbers) == list(range(len(names))):
+            return sorted(range(len(names)), key=lambda i: numbers[i])
+    return list(range(len(names)))
+
+
+def load_case(
+    paths: list[str | os.PathLike], *, channels: int | None = None, names: list[str] | None = None, **limit_kwargs
+) -> Volume:
+    """The images of one case as a (multi-channel) `Volume`, in the model's channel order.
+
+    Several files: each is one channel (see `channel_order`), all on the same grid. One 4D file whose volumes are
+    as many as the model's `channels` is read as those channels. One file otherwise: as `load_volume` reads it.
+    """
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and channels and channels > 1:
+        from explain.io.probe import probe_volume
+
+        held = max(int(probe_volume(paths[0]).n_volumes), 1) if paths[0].is_file() else 1
+        if held != channels:
+            raise InputError(
+                f"{paths[0].name}: the model takes {channels} channels and this file holds {held} volume(s); give "
+                f"{channels} images (one per channel, in the model's order) or one 4D file with {channels} volumes"
+            )
+        volumes = [load_volume(paths[0], volume_index=i, **limit_kwargs) for i in range(held)]
+        return make_channels(volumes, names or [f"channel {i}" for i in range(held)])
+    if channels and len(paths) != channels and len(paths) > 1:
+        raise InputError(f"the model takes {channels} channels; {len(paths)} images were given")
+    order = channel_order([p.name for p in paths])
+    volumes = [load_volume(paths[i], **limit_kwargs) for i in order]
+    return make_channels(volumes, names if names and len(names) == len(volumes) else None)

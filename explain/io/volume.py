@@ -17,6 +17,7 @@ No torch here, and no reader: every reader imports this module, never the other 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 
@@ -39,6 +40,18 @@ class Volume:
     content_hash: str
     warnings: tuple[str, ...] = field(default=())
     n_volumes: int = 1  # volumes in the file (4D); `volume_index` picks one
+    # Several co-registered channels (T1c, T1, T2, FLAIR): (C, *spatial); `data` is the one shown as anatomy.
+    channels: np.ndarray | None = None
+    channel_names: tuple[str, ...] = ()
+    shown_channel: int = 0
+
+    @property
+    def n_channels(self) -> int:
+        return 1 if self.channels is None else int(self.channels.shape[0])
+
+    def stack(self) -> np.ndarray:
+        """Every channel as (C, *spatial) float32: the model's input before its preprocessing."""
+        return self.channels if self.channels is not None else self.data[None]
 
     @property
     def ndim(self) -> int:
@@ -86,6 +99,56 @@ def make_volume(data: np.ndarray, affine: np.ndarray, source: str = "array", war
     if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{name}: the affine is singular (zero voxel size or collinear axes)")
     return Volume(data, affine, source, content_hash(data, affine), tuple(warnings))
+
+
+GRID_TOLERANCE_MM = 1e-3
+
+
+def make_channels(volumes: list[Volume], names: list[str] | None = None, shown: int = 0) -> Volume:
+    """Co-registered volumes as one multi-channel `Volume`, in the order given (the model's channel order).
+
+    "Same grid" means equal shape and affines equal within 1e-3 mm; anything else is refused in one sentence,
+    since a model reads channel c at voxel v as the same point in space. `shown` picks the anatomy on screen.
+    """
+    if not volumes:
+        raise InputError("no image was given")
+    if len(volumes) == 1:
+        return volumes[0]
+    first = volumes[0]
+    for other in volumes[1:]:
+        if other.shape != first.shape:
+            raise InputError(
+                f"{other.source} has shape {other.shape} but {first.source} has {first.shape}; the channels of one "
+                "case must be on the same grid"
+            )
+        if not np.allclose(other.affine, first.affine, atol=GRID_TOLERANCE_MM):
+            raise InputError(
+                f"{other.source} and {first.source} are not on the same grid (their affines differ by more than "
+                f"{GRID_TOLERANCE_MM} mm); co-register them first"
+            )
+    names = list(names or [v.source for v in volumes])
+    if len(names) != len(volumes):
+        raise InputError(f"{len(names)} channel names for {len(volumes)} images")
+    if not 0 <= shown < len(volumes):
+        raise InputError(
+            f"channel {shown} does not exist; the case has {len(volumes)} channels (0 to {len(volumes) - 1})"
+        )
+    stack = np.stack([v.data for v in volumes])
+    h = hashlib.blake2b(digest_size=16)
+    for v in volumes:
+        h.update(v.content_hash.encode())
+    warnings = tuple(w for v in volumes for w in v.warnings)
+    source = " + ".join(v.source for v in volumes)
+    return Volume(stack[shown], first.affine, source, h.hexdigest(), warnings, 1, stack, tuple(names), shown)
+
+
+def show_channel(volume: Volume, index: int) -> Volume:
+    """The same case with another channel shown as anatomy (same content hash: the case has not changed)."""
+    if volume.channels is None or index == volume.shown_channel:
+        return volume
+    if not 0 <= index < volume.n_channels:
+        raise InputError(f"channel {index} does not exist; the case has {volume.n_channels} channels")
+    return dataclasses.replace(volume, data=volume.channels[index], shown_channel=index)
 
 
 def as_volume(volume: Volume | np.ndarray) -> Volume:

@@ -50,6 +50,8 @@ class ModelCard:
     overlap: float = 0.5  # of one window with the next (nnU-Net: 1 - its step of 0.5; MONAI's default is 0.25)
     blend: str = "gaussian"  # how overlapping windows are weighted: "gaussian" or "constant"
     window_layout: str = "nnunet"  # where windows go: "nnunet" or "monai" (explain.cam.windows)
+    channel_names: list[str] | None = None  # the input channels in the model's order (T1c, T1, T2, FLAIR)
+    output: str = "softmax"  # "softmax" (one label per voxel) or "sigmoid" (one independent map per class)
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> ModelCard:
@@ -236,6 +238,8 @@ _CHECKS = {
     "overlap": _overlap,
     "blend": _choice(("gaussian", "constant")),
     "window_layout": _choice(("nnunet", "monai")),
+    "channel_names": _class_names,
+    "output": _choice(("softmax", "sigmoid")),
 }
 
 
@@ -246,6 +250,9 @@ def _cross_checks(card: dict[str, Any]) -> list[str]:
         problems.append(f"`spacing` has {len(spacing)} values but the input has {len(shape) - 1} spatial axes")
     if shape and len(shape) == 3 and card.get("orientation"):
         problems.append("`orientation` applies to 3D models only")
+    names = card.get("channel_names")
+    if names and shape and len(names) != shape[0]:
+        problems.append(f"`channel_names` has {len(names)} names but the input has {shape[0]} channels")
     patch = card.get("patch_size")
     if patch and shape and len(patch) != len(shape) - 1:
         problems.append(f"`patch_size` has {len(patch)} values but the input has {len(shape) - 1} spatial axes")

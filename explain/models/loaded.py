@@ -48,8 +48,8 @@ class LoadedModel:
         return len(self.input_shape) - 1 if self.input_shape else None
 
 
-def check_fit(model: LoadedModel, ndim: int, source: str) -> None:
-    """Refuse an image the model cannot take: 2D into a 3D model or the reverse, or several channels."""
+def check_fit(model: LoadedModel, ndim: int, source: str, channels: int = 1) -> None:
+    """Refuse an image the model cannot take: 2D into a 3D model or the reverse, or another number of channels."""
     if model.input_shape is None:
         return
     if len(model.input_shape) - 1 != ndim:
@@ -57,10 +57,12 @@ def check_fit(model: LoadedModel, ndim: int, source: str) -> None:
             f"{source}: a {ndim}D image cannot go into {model.source}, which takes "
             f"{len(model.input_shape) - 1}D input {tuple(model.input_shape)}"
         )
-    if model.input_shape[0] != 1:
+    if model.input_shape[0] != channels:
+        wanted = model.input_shape[0]
+        names = f" ({', '.join(model.card.channel_names)})" if model.card.channel_names else ""
         raise InputError(
-            f"channel mismatch: {model.source} expects {model.input_shape[0]} input channels and "
-            f"{source} has 1; load a single-channel model or a matching multi-channel input"
+            f"channel mismatch: {model.source} expects {wanted} input channel(s){names} and {source} has "
+            f"{channels}; give {wanted} co-registered images in that order, or one 4D file with {wanted} volumes"
         )
 
 
