@@ -17,12 +17,14 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then cd $(JS_DIR) && npm ci --no-audit --no-fund --ignore-scripts; \
 	else echo "npm not found: NiiVue (benchmark only) not installed"; mkdir -p $(JS_DIR)/node_modules; touch $@; fi
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-frameworks.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first and pinned: anything looser pulls several GB of CUDA wheels
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -c constraints.txt -r requirements-dev.txt
+	# nnU-Net without its timm/torchvision requirement (requirements.txt lists what it imports)
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt -r requirements-frameworks.txt
 	touch $(STAMP)
 
 app: setup

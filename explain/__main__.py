@@ -1,8 +1,9 @@
 """Command line: layers, cam, sanity and batch.
 
     python -m explain layers MODEL
-    python -m explain cam MODEL VOLUME --out CAM.nii.gz [--mask MASK]
-    python -m explain sanity MODEL VOLUME [--method gradcam] [--json]
+    python -m explain cam MODEL IMAGE [IMAGE ...] --out CAM.nii.gz [--mask MASK]
+    python -m explain predict MODEL IMAGE [IMAGE ...] [--out SEG] [--probabilities PROB] [--fold K|all]
+    python -m explain sanity MODEL IMAGE [IMAGE ...] [--method gradcam] [--json]
     python -m explain batch CASES --model MODEL --out DIR [--method ...] [--ray ADDRESS]
 
 Bad input prints one line on stderr (`error: ...`) and exits with status 2. Even a
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--arch", help="MONAI network name for a weights file, e.g. DenseNet121")
         sp.add_argument("--arch-kwargs", default="{}", help="JSON kwargs, e.g. '{\"spatial_dims\": 3}'")
         sp.add_argument("--card", help="model card JSON file: its fields override the model's own card")
+        sp.add_argument("--fold", default="all", help="nnU-Net folders: one fold K, or 'all' averaged (default)")
         sp.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     def map_args(sp: argparse.ArgumentParser, many: bool = False) -> None:
@@ -49,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     cam = sub.add_parser("cam", help="compute map(s) and write them as NIfTI on the input's grid")
     model_args(cam)
-    cam.add_argument("volume", help="NIfTI, NRRD, MGH, DICOM folder or file, .zip, PNG/JPEG")
+    cam.add_argument(
+        "volume", nargs="+", help="NIfTI, NRRD, MGH, DICOM folder or file, .zip, PNG/JPEG; several: channels in order"
+    )
     cam.add_argument("--volume-index", type=int, help="which volume of a 4D file (default: the first)")
     cam.add_argument("--out", required=True, help="output .nii.gz (several maps: suffixed _<layer>_<target>)")
     map_args(cam)
@@ -60,9 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     cam.add_argument("--threshold", type=float, default=0.5, help="map threshold for IoU (0..1, default 0.5)")
     cam.add_argument("--json", action="store_true", help="print scores, target, layer, shapes, timings, scores")
 
+    predict = sub.add_parser(
+        "predict", help="the model's prediction on the image's own grid, as its framework writes it"
+    )
+    model_args(predict)
+    predict.add_argument("volume", nargs="+", help="the image(s) of one case; several: channels in the model's order")
+    predict.add_argument("--out", help="label map (segmentation; sigmoid outputs: one 0/1 volume per output, 4D)")
+    predict.add_argument("--probabilities", help="class probabilities as a 4D NIfTI, last axis = class")
+    predict.add_argument("--mirroring", choices=["on", "off"], help="default: on when the model allows it")
+    predict.add_argument("--json", action="store_true", help="print class names and probabilities or voxel counts")
+
     sanity = sub.add_parser("sanity", help="cascading parameter randomisation (Adebayo et al. 2018)")
     model_args(sanity)
-    sanity.add_argument("volume")
+    sanity.add_argument("volume", nargs="+")
     map_args(sanity)
     sanity.add_argument("--steps", type=int, help="stop after this many blocks")
     sanity.add_argument("--json", action="store_true")
@@ -106,7 +120,7 @@ def _model_options(args: argparse.Namespace) -> dict:
             card = json.loads(Path(args.card).read_text()[:1_000_000])
         except (OSError, ValueError, RecursionError) as e:
             raise InputError(f"--card {Path(args.card).name}: cannot read the JSON file ({type(e).__name__})") from e
-    return {"arch": args.arch, "arch_kwargs": kwargs, "card": card}
+    return {"arch": args.arch, "arch_kwargs": kwargs, "card": card, "fold": args.fold}
 
 
 def _load(args: argparse.Namespace):
@@ -154,7 +168,7 @@ def _cam(args: argparse.Namespace) -> int:
     from explain.request import explain
 
     model = _load(args)
-    volume = load_volume(args.volume, volume_index=args.volume_index)
+    volume = _case(args, model)
     mask = load_volume(args.mask).data if args.mask else None
     result = explain(
         model, volume, method=args.method or "gradcam", layers=args.layer, target=_target(args.target),
@@ -195,12 +209,59 @@ def _cam(args: argparse.Namespace) -> int:
     return 0
 
 
+def _case(args: argparse.Namespace, model):
+    """The image(s) given for one case, as the model's channels (a single file: one volume, or a 4D file's
+    volumes when the model takes that many channels)."""
+    from explain.io.load import load_case, load_volume
+
+    channels = model.input_shape[0] if model.input_shape else 1
+    if len(args.volume) == 1 and channels == 1:
+        return load_volume(args.volume[0], volume_index=getattr(args, "volume_index", None))
+    return load_case(args.volume, channels=channels, names=model.card.channel_names)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from explain.io.write import save_like
+    from explain.predict import predict_case
+
+    model = _load(args)
+    if model.card.task == "segmentation" and not args.out:
+        raise InputError("--out is required for a segmentation model (the label map is written there)")
+    if model.card.task != "segmentation" and (args.out or args.probabilities):
+        raise InputError("a classifier writes no image: leave out --out and --probabilities, use --json")
+    volume = _case(args, model)
+    mirroring = None if args.mirroring is None else args.mirroring == "on"
+    outcome = predict_case(model, volume, mirroring=mirroring, device=args.device, progress=ProgressBar())
+    reference = Path(args.volume[0])
+    written = {}
+    if outcome.labels is not None:
+        labels = np.moveaxis(outcome.labels, 0, -1) if outcome.output == "sigmoid" else outcome.labels
+        dtype = np.uint8 if outcome.output == "sigmoid" or len(outcome.class_names) < 256 else np.uint16
+        written["out"] = str(save_like(labels, reference, volume.affine, args.out, dtype))
+        if args.probabilities:
+            probs = np.moveaxis(outcome.probabilities, 0, -1)
+            written["probabilities"] = str(save_like(probs, reference, volume.affine, args.probabilities, np.float32))
+    summary = {"task": outcome.task, "output": outcome.output, "class_names": outcome.class_names,
+               "mirroring": outcome.mirrored, **written}  # fmt: skip
+    if outcome.task == "classification":
+        summary["probabilities"] = [round(float(p), 6) for p in outcome.probabilities]
+    else:
+        summary["voxels"] = outcome.voxel_counts()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for name, value in (summary.get("voxels") or dict(zip(outcome.class_names, summary["probabilities"]))).items():
+            print(f"{name:40s} {value}")
+    return 0
+
+
 def _sanity(args: argparse.Namespace) -> int:
-    from explain.io.load import load_volume
     from explain.trust.sanity import cascade
 
     model = _load(args)
-    volume = load_volume(args.volume)
+    volume = _case(args, model)
     target = _target(args.target)
     if target == "all":
         raise InputError("sanity checks one target at a time; give --target K")
@@ -231,7 +292,7 @@ def _batch(args: argparse.Namespace) -> int:
 
 def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    return {"layers": _layers, "cam": _cam, "sanity": _sanity, "batch": _batch}[args.command](args)
+    return {"layers": _layers, "cam": _cam, "predict": _predict, "sanity": _sanity, "batch": _batch}[args.command](args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from explain.cam.preprocess import GridMap
+from explain.cam.preprocess import grid_from_dict
 from explain.cam.results import CamResult, Explanation
 
 
@@ -99,7 +99,7 @@ class CamCache:
                         data[f"raw_{i}"],
                         data[f"map_{i}"],
                         m["raw_peak"],
-                        GridMap.from_dict(g["grid"]),
+                        grid_from_dict(g["grid"]),
                         np.asarray(g["affine"], dtype=float),
                         m["warnings"],
                         tuple(m["window"]) if m.get("window") else None,

@@ -25,6 +25,7 @@ LEVELS: tuple[tuple[str, int], ...] = (
     ("explain.cache", 5),
     ("explain.samples", 5),
     ("explain.request", 6),
+    ("explain.predict", 6),
     ("explain.trust", 7),
     ("explain.cohort", 8),
     ("explain.report", 8),

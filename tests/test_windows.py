@@ -172,3 +172,13 @@ def test_the_cli_shows_windows_as_a_progress_bar(tmp_path):
     shown = [f for f in frames if "windows" in f]
     assert shown[0].startswith("[") and shown[-1].endswith("windows 27/27") and len(shown) >= 2, shown
     assert json.loads(proc.stdout)["maps"][0]["windows"] == 27
+
+
+@pytest.mark.parametrize("patch", [(24, 32, 32), (96, 160, 160), (7, 13, 20)])
+def test_nnunet_steps_and_gaussian_equal_nnunets_own(patch):
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+
+    for image in ((100, 171, 160), tuple(p + 1 for p in patch), patch):
+        assert nnunet_steps(image, patch, 0.5) == compute_steps_for_sliding_window(image, patch, 0.5)
+    theirs = compute_gaussian(patch, sigma_scale=1 / 8, value_scaling_factor=1, dtype=torch.float32, device="cpu")
+    torch.testing.assert_close(nnunet_gaussian(patch), theirs, rtol=1e-5, atol=1e-7)

@@ -26,7 +26,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from explain.cam.device import frozen
-from explain.cam.hooks import capture
+from explain.cam.hooks import capture, expand
 from explain.cam.methods import GRADIENT_METHODS
 from explain.cam.targets import pick_logits
 from explain.errors import InputError
@@ -164,6 +164,7 @@ def peak_bytes(
 
 def _gradient_pass(module: nn.Module, x: torch.Tensor, task: str, method: str, layers: list[str]) -> torch.Tensor:
     """The engine's gradient path for one target, as `explain.cam.engine` runs it; returns the logits."""
+    layers = expand(module, layers)
     with capture(module, layers, track_grads=True) as cap, torch.enable_grad():
         logits = pick_logits(module(x))
         if task == "classification":

@@ -14,6 +14,7 @@ Every forward pass holds the device (`explain.cam.device.on_device`).
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from collections.abc import Callable
@@ -27,13 +28,13 @@ from torch import nn
 from explain.cam.attention import attention_layers, block_to_feature_map, cls_attention, require_attention, rollout
 from explain.cam.attention import tokens_to_grid as _tokens_to_grid
 from explain.cam.device import frozen, on_device, resolve_device
-from explain.cam.hooks import capture
+from explain.cam.hooks import capture, expand, members
 from explain.cam.layers import model_layers
 from explain.cam.methods import GRADIENT_METHODS, display_map
 from explain.cam.plan import RunPlan, budget, plan_run
 from explain.cam.preprocess import GridMap, plan_grid, preprocess_bytes
 from explain.cam.results import CamResult, Explanation
-from explain.cam.targets import Prediction, predict, resolve_targets, score
+from explain.cam.targets import Prediction, pick_logits, predict, resolve_targets, score
 from explain.cam.windowed import gradient_windows, predict_windows
 from explain.errors import Cancelled, InputError
 from explain.io.volume import Volume, as_volume
@@ -50,6 +51,10 @@ def _model_input(model: LoadedModel, volume: Volume, device: torch.device) -> tu
     """The module on `device`, the image-to-model grid map, and the model's input tensor (its cost checked first)."""
     check_fit(model, volume.ndim, volume.source, volume.n_channels)
     module = model.module.to(device)
+    if model.framework is not None:  # the framework's own preprocessing (nnU-Net, a MONAI bundle)
+        check_bytes(model.framework.prepare_bytes(volume), "preparing the model's input", volume.source, budget(device))
+        grid, x = model.framework.prepare(volume, device)
+        return module, grid, x
     model_shape = tuple(model.input_shape[1:]) if model.input_shape else None
     grid = plan_grid(volume.shape, volume.affine, model.card, model_shape)
     channels = model.input_shape[0] if model.input_shape else 1
@@ -86,18 +91,50 @@ def predict_only(
     cancel: Cancel = None,
 ) -> Prediction:
     """The model's prediction on the whole model grid, its memory measured first (see `explain.cam.plan`)."""
+    return predict_on_grid(model, volume, device, on_wait=on_wait, progress=progress, cancel=cancel)[1]
+
+
+def predict_on_grid(
+    model: LoadedModel,
+    volume: Volume | np.ndarray,
+    device: str | torch.device = "auto",
+    *,
+    mirror_axes: tuple[int, ...] | None = None,
+    on_wait: Callable[[], None] | None = None,
+    progress: Progress = None,
+    cancel: Cancel = None,
+) -> tuple[object, Prediction]:
+    """(the image-to-model grid, the prediction on it). `mirror_axes`: model-grid axes to mirror, nnU-Net's way:
+    every combination of flips is predicted and the logits averaged, window by window."""
     report = progress or (lambda *_a: None)
     dev = resolve_device(device)
     with on_device(on_wait):
         module, grid, x = _model_input(model, as_volume(volume), dev)
         plan = plan_run(model, grid.model_shape, method="predict", device=dev, gradients=False)
         _stop_if(cancel)
+        run = _mirrored(_runner(model), mirror_axes)
         with frozen(module), torch.no_grad():
             if plan.windows is None:
-                output = _run(module, x, model.source)
+                output = run(module, x)
             else:
-                output = predict_windows(module, x, plan.windows, plan.batch, _runner(model), report, cancel)
-            return predict(output, model.card.task, model.card.output)
+                output = predict_windows(module, x, plan.windows, plan.batch, run, report, cancel)
+            return grid, predict(output, model.card.task, model.card.output)
+
+
+def _mirrored(run, axes: tuple[int, ...] | None):
+    """`run` averaged over every combination of flips along `axes` (spatial axes of the model grid)."""
+    if not axes:
+        return run
+    dims = [a + 2 for a in axes]
+    combos = [c for n in range(len(dims)) for c in itertools.combinations(dims, n + 1)]
+
+    def run_mirrored(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        out = pick_logits(run(module, x)).clone()
+        for flip in combos:
+            out += torch.flip(pick_logits(run(module, torch.flip(x, flip))), flip)
+        return out / (len(combos) + 1)
+
+    return run_mirrored
 
 
 @dataclass(frozen=True)
@@ -230,17 +267,18 @@ def _gradient_maps(model, module, x, grid, volume, spec, region, timings, report
     tokens = {info.name: token_shape for info in layer_infos if info.kind == "tokens"}
     t0 = time.perf_counter()
     report("forward")
-    with frozen(module), capture(module, layer_names, track_grads=True) as cap, torch.enable_grad():
+    flat = expand(module, layer_names)
+    with frozen(module), capture(module, flat, track_grads=True) as cap, torch.enable_grad():
         output = _run(module, x, model.source)
         prediction = predict(output, model.card.task, model.card.output)
-        missing = [name for name in layer_names if name not in cap.acts]
+        missing = [name for name in flat if name not in cap.acts]
         if missing:
             raise InputError(f"layer(s) {missing} did not run in the forward pass; pick another layer")
         _sync(x.device)
         timings["forward"] = time.perf_counter() - t0
         region_t = _region_on_model_grid(region, grid, prediction.logits, x.device)
         wanted = resolve_targets(_target_arg(spec), prediction)
-        acts = [cap.acts[name] for name in layer_names]
+        acts = [cap.acts[name] for name in flat]
         t1 = time.perf_counter()
         report("gradients")
         pending = []
@@ -250,19 +288,22 @@ def _gradient_maps(model, module, x, grid, volume, spec, region, timings, report
                 grads = torch.autograd.grad(s, acts, retain_graph=i < len(wanted) - 1, allow_unused=True)
             else:  # this class's score does not depend on the layer at all (e.g. a constant logit)
                 grads = [None] * len(acts)
-            for name, a, g in zip(layer_names, acts, grads):
-                if g is None:
-                    g = torch.zeros_like(a)
-                a_map, g_map = a.detach(), g
-                if name in tokens:
-                    a_map = block_to_feature_map(a_map, tokens[name])
-                    g_map = block_to_feature_map(g_map, tokens[name])
-                elif a_map.ndim != x.ndim:
-                    raise InputError(
-                        f"layer {name!r} outputs shape {tuple(a_map.shape)}, not a feature map with "
-                        f"{x.ndim - 2} spatial axes; pick a layer from the list"
-                    )
-                pending.append((name, t, fn(a_map, g_map)))
+            by_member = dict(zip(flat, zip(acts, grads)))
+            for name in layer_names:
+                raws = []
+                for member in members(module, name):
+                    a, g = by_member[member]
+                    a_map, g_map = a.detach(), g if g is not None else torch.zeros_like(a)
+                    if name in tokens:
+                        a_map = block_to_feature_map(a_map, tokens[name])
+                        g_map = block_to_feature_map(g_map, tokens[name])
+                    elif a_map.ndim != x.ndim:
+                        raise InputError(
+                            f"layer {name!r} outputs shape {tuple(a_map.shape)}, not a feature map with "
+                            f"{x.ndim - 2} spatial axes; pick a layer from the list"
+                        )
+                    raws.append(fn(a_map, g_map))
+                pending.append((name, t, torch.stack(raws).sum(0)))
         _sync(x.device)
         timings["backward"] = time.perf_counter() - t1
     t2 = time.perf_counter()

@@ -48,6 +48,18 @@ def resolve_layers(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Modul
     return out
 
 
+def members(model: nn.Module, name: str) -> list[str]:
+    """The modules one layer name stands for: itself, or the same layer in every network of an ensemble (a module
+    with `layer_members`, such as an nnU-Net fold ensemble), whose maps are summed."""
+    fn = getattr(model, "layer_members", None)
+    return list(fn(name)) if callable(fn) else [name]
+
+
+def expand(model: nn.Module, layers: Sequence[str]) -> list[str]:
+    """Every module name the layers stand for, in order."""
+    return [m for name in layers for m in members(model, name)]
+
+
 def pick_tensor(output: object, layer: str) -> tuple[torch.Tensor, int | None]:
     """The tensor a layer produced, and its position if the layer returned a tuple/list."""
     if isinstance(output, torch.Tensor):

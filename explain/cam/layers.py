@@ -58,11 +58,13 @@ def model_layers(
         return _LAYER_CACHE[key]
     with on_device():
         module = model.module.to(dev)
+        # An ensemble lists the layers of one of its networks; each name stands for that layer in all of them.
+        listed = module.representative() if hasattr(module, "representative") else module
         example = example_input(model, dev)
         with frozen(module):
             try:
-                grid = token_grid(module, example) if is_vit(module) else None
-                layers = list_layers(module, example, grid)
+                grid = token_grid(listed, example) if is_vit(listed) else None
+                layers = list_layers(listed, example, grid)
             except InputError:
                 raise
             except Exception as e:  # noqa: BLE001 - the model's own errors, reported plainly

@@ -160,6 +160,20 @@ class GridMap:
             x = self._sample(x, self.reoriented_shape, scale, offset, "zeros")
         return self._unreorient(x)[:, 0]
 
+    def logits_to_volume(self, logits: np.ndarray, output: str = "softmax") -> tuple[np.ndarray, np.ndarray]:
+        """(labels, probabilities) on the image grid: the logits resampled (linear), then the nonlinearity and the
+        argmax (or > 0.5 for sigmoid); outside the model's field of view, background."""
+        logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+        on_volume = self.to_volume(logits)
+        inside = self.to_volume(torch.ones((1, *self.model_shape)))[0] > 0.5
+        if output == "sigmoid":
+            probs = torch.sigmoid(on_volume) * inside
+            return (probs > 0.5).numpy().astype(np.uint16), probs.numpy()
+        probs = torch.softmax(on_volume, 0)
+        probs[:, ~inside] = 0
+        probs[0, ~inside] = 1
+        return (on_volume.argmax(0) * inside).numpy().astype(np.uint16), probs.numpy()
+
     def region_to_model(self, region: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
         """A boolean mask on the image grid -> a boolean mask on the model grid."""
         x = torch.as_tensor(np.asarray(region, dtype=np.float32), device=device)[None, None]
@@ -244,3 +258,12 @@ def apply_intensity(x: torch.Tensor, spec: dict) -> torch.Tensor:
         lo, hi = x.min(), x.max()
         return (x - lo) / (hi - lo).clamp_min(1e-8)
     raise InputError(f"unknown intensity transform {kind!r}")
+
+
+def grid_from_dict(d: dict):
+    """A stored grid (the disk cache): a card's `GridMap`, or a framework's grid by its `kind`."""
+    if d.get("kind") == "nnunet":
+        from explain.models.nnunet_prep import NnunetGrid
+
+        return NnunetGrid.from_dict(d)
+    return GridMap.from_dict(d)

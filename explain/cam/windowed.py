@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explain.cam.hooks import capture
+from explain.cam.hooks import capture, expand, members
 from explain.cam.methods import GRADIENT_METHODS
 from explain.cam.targets import pick_logits, region_of
 from explain.cam.windows import WindowPlan
@@ -108,6 +108,7 @@ def gradient_windows(
 ) -> tuple[torch.Tensor, dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]]]:
     """Stitched logits (1, K, *grid) and, per (layer, target), the stitched (map, signed map) on the model grid."""
     fn = GRADIENT_METHODS[method]
+    flat = expand(module, layers)
     xp = plan.pad_input(x)
     region_p = plan.pad_input(region[None, None].float())[0, 0] > 0.5 if region is not None else None
     w = plan.weights(x.device)
@@ -118,14 +119,14 @@ def gradient_windows(
     timings.setdefault("backward", 0.0)
     for starts in _batches(plan, batch):
         t0 = time.perf_counter()
-        with capture(module, layers, track_grads=True) as cap, torch.enable_grad():
+        with capture(module, flat, track_grads=True) as cap, torch.enable_grad():
             logits = pick_logits(run(module, _windows_of(xp, plan, starts)))
-            missing = [name for name in layers if name not in cap.acts]
+            missing = [name for name in flat if name not in cap.acts]
             if missing:
                 raise InputError(f"layer(s) {missing} did not run in the forward pass; pick another layer")
             out.add_logits(logits, starts, w)
             detached = logits.detach()
-            acts = [cap.acts[name] for name in layers]
+            acts = [cap.acts[name] for name in flat]
             t1 = time.perf_counter()
             timings["forward"] += t1 - t0
             for i, t in enumerate(targets):
@@ -139,13 +140,18 @@ def gradient_windows(
                     if score.requires_grad
                     else [None] * len(acts)
                 )
-                for name, a, g in zip(layers, acts, grads):
-                    if a.ndim != x.ndim:
-                        raise InputError(
-                            f"layer {name!r} outputs shape {tuple(a.shape)}, not a feature map with "
-                            f"{x.ndim - 2} spatial axes; pick a layer from the list"
-                        )
-                    raw = fn(a.detach(), g if g is not None else torch.zeros_like(a))[:, None]
+                by_member = dict(zip(flat, zip(acts, grads)))
+                for name in layers:
+                    raws = []
+                    for member in members(module, name):
+                        a, g = by_member[member]
+                        if a.ndim != x.ndim:
+                            raise InputError(
+                                f"layer {name!r} outputs shape {tuple(a.shape)}, not a feature map with "
+                                f"{x.ndim - 2} spatial axes; pick a layer from the list"
+                            )
+                        raws.append(fn(a.detach(), g if g is not None else torch.zeros_like(a)))
+                    raw = torch.stack(raws).sum(0)[:, None]
                     size = plan.patch
                     up_signed = F.interpolate(raw, size=size, mode=mode, align_corners=False)[:, 0]
                     up = F.interpolate(F.relu(raw), size=size, mode=mode, align_corners=False)[:, 0]

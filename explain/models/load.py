@@ -31,6 +31,7 @@ from torch import nn
 from explain.errors import InputError
 from explain.limits import check_bytes, max_bytes, mib
 from explain.models.cards import ModelCard, canonical_json, validate_card
+from explain.models.files import ModelFiles
 from explain.models.loaded import LoadedModel, ModelFile
 
 CARD_FILE = "model_card.json"
@@ -47,12 +48,18 @@ def read_model_file(
     *,
     arch: str | None = None,
     arch_kwargs: dict[str, Any] | None = None,
+    fold: str = "all",
 ) -> ModelFile:
-    """Read a model from a path (its sidecar card is looked for beside it) or from uploaded bytes (no sidecar)."""
+    """Read a model from a path (its sidecar card is looked for beside it) or from uploaded bytes (no sidecar).
+
+    A folder, or a .zip of one, is an nnU-Net v2 results folder or a MONAI bundle; `fold` picks nnU-Net folds.
+    """
     path = None
     if not isinstance(data, bytes):
         path = Path(data)
         name = name or path.name
+        if path.is_dir():
+            return _read_folder(ModelFiles.open(path, name), fold)
         if not path.is_file():
             raise InputError(f"{name}: no such model file")
         check_bytes(path.stat().st_size, "reading the model file", name)
@@ -60,6 +67,9 @@ def read_model_file(
     name = name or "model"
     check_bytes(len(data), "reading the model file", name)
     names = _zip_names(data)
+    if names and any(n.rsplit("/", 1)[-1] in ("plans.json", "metadata.json", "inference.json", "inference.yaml")
+                     for n in names):  # fmt: skip
+        return _read_folder(ModelFiles.open(data, name), fold)
     if any(n.endswith("/archive_format") or "/models/" in n for n in names):
         module, shape, card, origin = _read_pt2(data, name)
         kind, file_hash = "pt2", _digest(data)
@@ -117,6 +127,7 @@ def apply_card(
         model_file.card_origin,
         filled,
         overridden,
+        model_file.framework,
     )
 
 
@@ -131,14 +142,32 @@ def load_model(
     card: ModelCard | dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
     name: str | None = None,
+    fold: str = "all",
 ) -> LoadedModel:
     """Read a model file and apply its card. `card` is a deliberate override (wins); `defaults` fill gaps."""
-    model_file = read_model_file(path, name, arch=arch, arch_kwargs=arch_kwargs)
+    model_file = read_model_file(path, name, arch=arch, arch_kwargs=arch_kwargs, fold=fold)
     overrides = card.to_dict() if isinstance(card, ModelCard) else card  # a whole card overrides every field
     return apply_card(model_file, defaults, overrides)
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _read_folder(files: ModelFiles, fold: str) -> ModelFile:
+    """An nnU-Net v2 results folder or a MONAI bundle: the framework's own files state the card."""
+    from explain.models.nnunet import is_nnunet, read_nnunet
+
+    if is_nnunet(files):
+        from explain.models.nnunet_prep import NnunetFramework
+
+        module, card, spec, digest = read_nnunet(files, fold)
+        card = validate_card(card, f"{files.name} (from its plans and dataset.json)")
+        origin = "nnU-Net plans.json and dataset.json"
+        return ModelFile(module, digest, files.name, "nnunet", card["input_shape"], card, origin, NnunetFramework(spec))
+    raise InputError(
+        f"{files.name}: a folder must be an nnU-Net v2 results folder (plans.json, dataset.json, fold_K/"
+        "checkpoint_final.pth) or a MONAI bundle (configs/inference.json or .yaml, models/model.pt)"
+    )
 
 
 def _digest(data: bytes, extra: str = "") -> str:

@@ -22,10 +22,11 @@ class ModelFile:
     module: nn.Module
     file_hash: str  # the bytes (and, for weights, the network name and arguments)
     source: str  # a display name, never a server path
-    kind: str  # "pt2" | "weights"
+    kind: str  # "pt2" | "weights" | "nnunet" | "bundle"
     input_shape: tuple[int, ...] | None  # (C, *spatial) as the program declares it
     card: dict[str, Any] | None  # the validated fields of the card found in or beside the file
     card_origin: str  # "inside the file", "sidecar <name>", or "none"
+    framework: Any = None  # a framework's own preprocessing (nnU-Net, a MONAI bundle), or None: the card's
 
 
 @dataclass(eq=False)
@@ -36,12 +37,13 @@ class LoadedModel:
     card: ModelCard
     identity: str
     source: str
-    kind: str  # "pt2" | "weights"
+    kind: str  # "pt2" | "weights" | "nnunet" | "bundle"
     input_shape: tuple[int, ...] | None = None  # (C, *spatial)
     file_hash: str = ""
     card_origin: str = "none"
     filled: tuple[str, ...] = ()  # card fields taken from the form because the model's card lacks them
     overridden: tuple[str, ...] = ()  # card fields the user overrode on purpose
+    framework: Any = None  # prepares inputs as the model's framework does (`prepare(volume, device)`), or None
 
     @property
     def spatial_dims(self) -> int | None:

@@ -83,11 +83,12 @@ def check_arch_kwargs(arch: str, kwargs: Any) -> dict[str, Any]:
                 f"{arch}: argument {key!r} is refused; camviewer never downloads or reads files named "
                 "in a form. Upload the weights file instead"
             )
-        _check_value(arch, key, value, depth=0)
+        check_value(arch, key, value, depth=0)
     return dict(kwargs)
 
 
-def _check_value(arch: str, key: str, value: Any, depth: int) -> None:
+def check_value(arch: str, key: str, value: Any, depth: int) -> None:
+    """A plain argument value: a bounded number, a bool, a short name, or a short list or dict of those."""
     bad = InputError(
         f"{arch}: argument {key!r} must be a number (at most {MAX_INT:,}), true/false, a short name, "
         f"or a short list of those; got {str(value)[:60]!r}"
@@ -112,7 +113,7 @@ def _check_value(arch: str, key: str, value: Any, depth: int) -> None:
         if len(value) > MAX_ITEMS:
             raise bad
         for item in value:
-            _check_value(arch, key, item, depth + 1)
+            check_value(arch, key, item, depth + 1)
         return
     if isinstance(value, dict):
         if len(value) > MAX_ITEMS or not all(isinstance(k, str) and _PLAIN_TEXT.match(k) for k in value):
@@ -120,7 +121,7 @@ def _check_value(arch: str, key: str, value: Any, depth: int) -> None:
         for k, item in value.items():
             if _REFUSED_NAME.search(k):
                 raise InputError(f"{arch}: argument {key!r} holds {k!r}, which is refused")
-            _check_value(arch, key, item, depth + 1)
+            check_value(arch, key, item, depth + 1)
         return
     raise bad
 
@@ -139,26 +140,30 @@ def build_network(arch: str, kwargs: dict[str, Any], name: str = "network") -> n
     kwargs = check_arch_kwargs(arch, kwargs)
     from monai.networks import nets
 
-    cls = getattr(nets, arch)
     final = {k: _as_tuples(v) for k, v in kwargs.items()} | _FORCED.get(arch, {})
-    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())[:200]
+    return build_sized(getattr(nets, arch), final, arch, name, shown=kwargs)
+
+
+def build_sized(cls: type, kwargs: dict[str, Any], label: str, name: str, shown: dict | None = None) -> nn.Module:
+    """`cls(**kwargs)` from a fixed table, sized on the meta device against the budget first, network unreachable."""
+    text = ", ".join(f"{k}={v!r}" for k, v in (shown if shown is not None else kwargs).items())[:200]
     try:
         with no_network(), torch.device("meta"):
-            sizing = cls(**final)
+            sizing = cls(**kwargs)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - bad arguments raise TypeError/ValueError/AssertionError/...
-        raise InputError(f"{arch}({shown}) cannot be built: {type(e).__name__}: {str(e)[:200]}") from e
+        raise InputError(f"{label}({text}) cannot be built: {type(e).__name__}: {str(e)[:200]}") from e
     nbytes = sum(t.numel() * t.element_size() for t in (*sizing.parameters(), *sizing.buffers()))
     del sizing
-    check_bytes(nbytes, f"{arch} with these arguments", name)
+    check_bytes(nbytes, f"{label} with these arguments", name)
     try:
         with no_network():
-            return cls(**final)
+            return cls(**kwargs)
     except InputError:
         raise
     except Exception as e:  # noqa: BLE001 - as above
-        raise InputError(f"{arch}({shown}) cannot be built: {type(e).__name__}: {str(e)[:200]}") from e
+        raise InputError(f"{label}({text}) cannot be built: {type(e).__name__}: {str(e)[:200]}") from e
 
 
 _GUARD_LOCK = threading.RLock()
