@@ -68,8 +68,8 @@ class CamCache:
 
     # -- disk ----------------------------------------------------------------------------
     def _write_disk(self, key: str, e: Explanation) -> None:
-        if not self.directory:
-            return
+        if not self.directory or not all(getattr(r.grid, "persistent", True) for r in e.results):
+            return  # a grid that is not plain data (a bundle's transform trace) stays in memory only
         arrays = {}
         for i, r in enumerate(e.results):
             arrays[f"map_{i}"], arrays[f"raw_{i}"] = r.model_map, r.raw_map

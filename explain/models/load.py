@@ -164,6 +164,15 @@ def _read_folder(files: ModelFiles, fold: str) -> ModelFile:
         card = validate_card(card, f"{files.name} (from its plans and dataset.json)")
         origin = "nnU-Net plans.json and dataset.json"
         return ModelFile(module, digest, files.name, "nnunet", card["input_shape"], card, origin, NnunetFramework(spec))
+    from explain.models.bundle import is_bundle, read_bundle
+
+    if is_bundle(files):
+        from explain.models.bundle_prep import BundleFramework
+
+        module, card, spec, digest = read_bundle(files)
+        card = validate_card(card, f"{files.name} (from its configs and metadata)")
+        origin = "the bundle's inference config and metadata.json"
+        return ModelFile(module, digest, files.name, "bundle", None, card, origin, BundleFramework(spec))
     raise InputError(
         f"{files.name}: a folder must be an nnU-Net v2 results folder (plans.json, dataset.json, fold_K/"
         "checkpoint_final.pth) or a MONAI bundle (configs/inference.json or .yaml, models/model.pt)"
