@@ -76,13 +76,16 @@ def read_cases(spec: str | Path) -> list[Case]:
     for row in rows:
         path = _resolve(spec.parent, row["path"])
         mask = _resolve(spec.parent, row.get("mask") or "") if row.get("mask") else ""
-        out.append(Case(row.get("case") or _case_id(Path(path)), path, mask, (row.get("label") or "").strip()))
+        out.append(
+            Case(row.get("case") or _case_id(Path(path.split(";")[0])), path, mask, (row.get("label") or "").strip())
+        )
     return out
 
 
 def _resolve(base: Path, value: str) -> str:
-    p = Path(value.strip())
-    return str(p if p.is_absolute() else base / p)
+    """A path of the table relative to the table; several paths (channels, in order) are separated by ';'."""
+    parts = [Path(v.strip()) for v in value.split(";") if v.strip()]
+    return ";".join(str(p if p.is_absolute() else base / p) for p in parts)
 
 
 def _case_id(path: Path) -> str:
@@ -109,7 +112,8 @@ def _file_digest(path: str) -> str:
 def case_key(case: Case, model_identity: str, choices: Choices) -> str:
     """The content key a resumed run skips by: bytes of the case and mask, the model's identity, the choices."""
     try:
-        parts = [_file_digest(case.path), _file_digest(case.mask) if case.mask else "", case.label]
+        parts = [*(_file_digest(p) for p in case.path.split(";")), _file_digest(case.mask) if case.mask else "",
+                 case.label]  # fmt: skip
     except OSError:
         parts = ["unreadable", case.path, case.mask, case.label]  # failed rows keep the run going
     text = json.dumps([parts, model_identity, asdict(choices), __version__], sort_keys=True)
@@ -138,13 +142,18 @@ class CaseWorker:
         self.name = f"worker-{id(self) % 10_000:04d}"
 
     def run(self, case: Case, key: str, choices: Choices) -> list[dict[str, Any]]:
-        from explain.io.load import load_volume
+        from explain.io.load import load_case, load_volume
 
         base = {"case": case.case, "path": case.path, "mask": case.mask, "label": case.label, "case_key": key}
         base |= {"model_hash": self.model.identity, "worker": self.name}
         t0 = time.perf_counter()
         try:
-            volume = load_volume(case.path)
+            paths = case.path.split(";")
+            channels = self.model.input_shape[0] if self.model.input_shape else 1
+            if len(paths) > 1 or channels > 1:
+                volume = load_case(paths, channels=channels, names=self.model.card.channel_names)
+            else:
+                volume = load_volume(paths[0])
             mask = load_volume(case.mask).data if case.mask else None
             loaded = time.perf_counter() - t0
             target = self._target(case, choices)
