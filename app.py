@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent
 STATE_DIR = Path(os.environ.get("CAMVIEWER_STATE_DIR", ROOT / ".cache"))
 STATIC = ROOT / "static"  # served at app/static/ (server.enableStaticServing)
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
+MODEL_DIR = os.environ.get("CAMVIEWER_MODEL_DIR", "")  # model folders and bundles offered by name (nnU-Net, MONAI)
 BATCH_DIR = os.environ.get("CAMVIEWER_BATCH_DIR", "")  # cohort runs (python -m explain batch) to open as worklists
 STAGES = {
     "preprocess": "preparing the input",
@@ -83,12 +84,41 @@ def volume_from_upload(digest: str, index: int | None, name: str, _raw: bytes):
     return _keep(load_volume_bytes(_raw, name, volume_index=index), _raw)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def case_from_uploads(digests: tuple[str, ...], names: tuple[str, ...], _raws: tuple[bytes, ...]):
+    """Several uploaded files of one case: its channels, in nnU-Net's _0000 order when every name has one."""
+    from explain.io.load import channel_order, load_volume_bytes
+    from explain.io.volume import make_channels
+
+    order = channel_order(list(names))
+    volumes = [load_volume_bytes(_raws[i], names[i]) for i in order]
+    return _keep(make_channels(volumes))
+
+
 @st.cache_resource(show_spinner=False, max_entries=8)
 def model_file(digest: str, arch: str | None, kwargs_json: str, name: str, _data):
     from explain.models.load import read_model_file
 
     del digest
     return read_model_file(_data, name, arch=arch, arch_kwargs=json.loads(kwargs_json) if arch else None)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def predicted_labels(volume_hash: str, model_identity: str, _model, _volume):
+    """The model's own segmentation on the image's grid (for the overlay), once per image and model."""
+    import numpy as np
+
+    from explain.predict import predict_case
+
+    del volume_hash, model_identity
+    outcome = predict_case(_model, _volume, mirroring=False)
+    labels = outcome.labels
+    if outcome.output == "sigmoid":  # overlapping outputs: each voxel shows the last output that claims it
+        labels = np.max(labels * np.arange(1, labels.shape[0] + 1).reshape(-1, *(1,) * (labels.ndim - 1)), axis=0)
+        names = dict(enumerate(outcome.class_names, 1))
+    else:
+        names = {k: n for k, n in enumerate(outcome.class_names) if k > 0}
+    return labels.astype(np.uint8), names
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -121,15 +151,19 @@ def choose_volume(errors: list[str]):
                 return None
             stamp = f"{pick}:{pick.stat().st_mtime}"
             return volume_choice(volume_from_path(str(pick), stamp, chosen_index(stamp)), stamp)
-        upload = st.sidebar.file_uploader(
-            "NIfTI, NRRD, MGH, DICOM (file or .zip series), PNG/JPEG", key="volume_upload"
-        )
-        if upload is None:
+        uploads = st.sidebar.file_uploader(
+            "NIfTI, NRRD, MGH, DICOM (file or .zip series), PNG/JPEG; several files: the channels of one case",
+            key="volume_upload", accept_multiple_files=True,
+        )  # fmt: skip
+        if not uploads:
             st.sidebar.info("Upload an image to begin.")
             return None
-        raw = upload.getvalue()
-        key = digest(raw)
-        return volume_choice(volume_from_upload(key, chosen_index(key), safe_name(upload.name), raw), key)
+        raws = tuple(u.getvalue() for u in uploads)
+        if len(raws) > 1:
+            names = tuple(safe_name(u.name) for u in uploads)
+            return case_from_uploads(tuple(digest(r) for r in raws), names, raws)
+        key = digest(raws[0])
+        return volume_choice(volume_from_upload(key, chosen_index(key), safe_name(uploads[0].name), raws[0]), key)
     except InputError as e:
         errors.append(f"This image could not be opened: {plain(e)}")
     return None
@@ -181,18 +215,29 @@ def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dic
 def choose_model(errors: list[str]):
     from explain.io.volume import safe_name
     from explain.models.load import apply_card
+    from explain.policy import SERVER_MODELS, UPLOAD_MODEL, UPLOAD_WEIGHTS
 
     st.sidebar.header("2 · Model")
-    options = [*SAMPLE_MODELS, "Upload .pt2", "Upload weights + MONAI network"]
+    options = [*SAMPLE_MODELS, UPLOAD_MODEL, UPLOAD_WEIGHTS] + ([SERVER_MODELS] if MODEL_DIR else [])
     source = st.sidebar.radio("Source", options, key="model_source")
     try:
         if source in SAMPLE_MODELS:
-            path = SAMPLE_MODELS[source].path
-            loaded = apply_card(model_file(f"{path}:{path.stat().st_mtime}", None, "{}", path.name, str(path)))
+            sample = SAMPLE_MODELS[source]
+            loaded = apply_card(model_file(sample.stamp(), None, "{}", sample.path.name, str(sample.path)))
+        elif source == SERVER_MODELS:
+            from explain.models.files import list_models
+
+            offered = list_models(MODEL_DIR)
+            pick = st.sidebar.selectbox("Model", list(offered), key="server_model")
+            if pick is None:
+                st.sidebar.info("The model folder holds no model folders, bundles or .pt2 files.")
+                return None
+            path = offered[pick]
+            loaded = apply_card(model_file(f"{path}:{path.stat().st_mtime}", None, "{}", pick, str(path)))
         else:
             upload = st.sidebar.file_uploader("Model file", key="model_upload")
             arch, kwargs = None, "{}"
-            if source.startswith("Upload weights"):
+            if source == UPLOAD_WEIGHTS:
                 arch = st.sidebar.text_input("MONAI network", "DenseNet121", key="arch")
                 kwargs = st.sidebar.text_input(
                     "Arguments (JSON)", '{"spatial_dims": 3, "in_channels": 1, "out_channels": 2}', key="arch_kwargs"
@@ -215,6 +260,24 @@ def choose_model(errors: list[str]):
     except InputError as e:
         errors.append(f"This model could not be used: {plain(e)}")
     return None
+
+
+def match_channels(volume, model, errors: list[str]):
+    """A multi-channel case named with the model's channels, and the channel shown as anatomy (chosen here)."""
+    from explain.io.volume import show_channel
+
+    if volume.n_channels == 1:
+        return volume
+    names = list(model.card.channel_names or []) if len(model.card.channel_names or []) == volume.n_channels else []
+    labels = [f"{n} ({v})" for n, v in zip(names, volume.source.split(" + "))] or volume.source.split(" + ")
+    st.sidebar.caption(plain("Channels, in the model's order: " + "; ".join(labels)))
+    shown = st.sidebar.selectbox("Channel shown as anatomy", range(volume.n_channels), format_func=lambda i: labels[i],
+                                 key="shown_channel")  # fmt: skip
+    try:
+        return show_channel(volume, int(shown or 0))
+    except InputError as e:
+        errors.append(plain(e))
+        return volume
 
 
 def describe_model(model) -> None:
@@ -273,28 +336,32 @@ def open_from_worklist(errors: list[str]):
     return volume, model
 
 
-def choose_mask(volume, errors: list[str]):
-    """An optional mask on the image's grid, for localisation scores (the sample's own lesion mask is offered)."""
+def choose_mask(volume, model, errors: list[str]):
+    """An overlay: a mask on the image's grid (localisation scores; the sample's lesion mask is offered), or a
+    segmentation model's own prediction with its label names. Returns (mask data or None, label names or None)."""
     from explain.io.volume import safe_name
 
-    st.sidebar.header("3 · Mask (optional)")
+    st.sidebar.header("3 · Overlay (optional)")
     try:
+        if model is not None and model.card.task == "segmentation":
+            if st.sidebar.checkbox("The model's predicted segmentation", key="predicted_overlay"):
+                return predicted_labels(volume.content_hash, model.identity, model, volume)
         case = SAMPLE_CASES.get(st.session_state.get("volume_source"))
         if case is not None:
             if st.sidebar.checkbox("The sample's lesion mask", key="sample_mask"):
-                return volume_from_path(str(case.mask), str(case.mask.stat().st_mtime), None).data
-            return None
+                return volume_from_path(str(case.mask), str(case.mask.stat().st_mtime), None).data, case.mask_names
+            return None, None
         upload = st.sidebar.file_uploader("A mask on the same grid as the image", key="mask_upload")
         if upload is None:
-            return None
+            return None, None
         raw = upload.getvalue()
         mask = volume_from_upload(digest(raw), None, safe_name(upload.name, "mask"), raw)
         if mask.shape != volume.shape:
             raise InputError(f"the mask's grid {mask.shape} is not the image's grid {volume.shape}")
-        return mask.data
+        return mask.data, None
     except InputError as e:
-        errors.append(f"This mask could not be used: {plain(e)}")
-    return None
+        errors.append(f"This overlay could not be used: {plain(e)}")
+    return None, None
 
 
 # ----------------------------------------------------------------------------- sidebar: choices
@@ -399,14 +466,14 @@ def anatomy(volume):
     """The image for the viewer, published once per content hash (the user's NIfTI bytes as they are if it can)."""
     from viewer.publish import publish_anatomy
 
-    key = f"anatomy:{volume.content_hash}"
+    key = f"anatomy:{volume.content_hash}:{volume.shown_channel}"  # one case, one published copy per channel
     found = stores()["published"].get(key)
     if found is None:
-        source = stores()["sources"].get(volume.content_hash)
+        source = stores()["sources"].get(volume.content_hash) if volume.n_channels == 1 else None
         if isinstance(source, str) and source.endswith((".nii", ".nii.gz")) and Path(source).is_file():
             source = Path(source).read_bytes()
         source = source if isinstance(source, bytes) and volume.n_volumes == 1 else None
-        found = publish_anatomy(volume.data, volume.affine, STATIC, volume.content_hash, source)
+        found = publish_anatomy(volume.data, volume.affine, STATIC, key, source)
         stores()["published"].put(key, found)
     return found
 
@@ -423,7 +490,9 @@ def main() -> None:
         volume, model = open_from_worklist(errors) or (None, None)
     else:
         model = choose_model(errors)
-    mask = choose_mask(volume, errors) if volume is not None else None
+    mask, mask_names = choose_mask(volume, model, errors) if volume is not None else (None, None)
+    if volume is not None and model is not None:
+        volume = match_channels(volume, model, errors)
     for message in errors:
         st.error(message)
     if volume is None:
@@ -447,11 +516,11 @@ def main() -> None:
         if model is not None:
             st.error(f"The map could not be computed: {plain(e)}")
         with left:  # anatomy first, and the last map of this image if there is one
-            viewer(page, volume, None, None, mask)
+            viewer(page, volume, None, None, mask, mask_names)
         return
     with left:
         st.markdown(f"**{plain(title)}**", help="method · layer · target class")
-        viewer(page, volume, request, title, mask)
+        viewer(page, volume, request, title, mask, mask_names)
         if not request.layers or st.button("Compare every layer at this depth (one engine pass)", key="montage"):
             st.session_state["montage_for"] = request.key() if request.layers else None
     try:
@@ -468,7 +537,7 @@ def main() -> None:
     checks(model, volume, request, result, mask)
 
 
-def viewer(page: Page, volume, request, title: str | None, mask) -> None:
+def viewer(page: Page, volume, request, title: str | None, mask, mask_names=None) -> None:
     """The slice viewer: anatomy now, the map when ready (pending), compare maps, and the mask."""
     import numpy as np
 
@@ -488,9 +557,8 @@ def viewer(page: Page, volume, request, title: str | None, mask) -> None:
     labels = None
     if mask is not None:
         labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
-    case = SAMPLE_CASES.get(st.session_state.get("volume_source"))
-    names = case.mask_names if case is not None and st.session_state.get("sample_mask") else None
-    camviewer(camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=names), key="camviewer")
+    camviewer(camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=mask_names),
+              key="camviewer")  # fmt: skip
 
 
 def compare_maps(page: Page, volume, request) -> list:

@@ -17,6 +17,11 @@ from explain.cam.layers import default_layer_for
 from explain.cam.methods import ALL_METHODS, ATTENTION_METHODS, GRADIENT_METHODS, LABELS
 from explain.models.loaded import LoadedModel
 
+# Where a model comes from on the page, besides the bundled samples (the page lists these, tests pick them).
+UPLOAD_MODEL = "Upload a model (.pt2, or a .zip of an nnU-Net folder or a MONAI bundle)"
+UPLOAD_WEIGHTS = "Upload weights + MONAI network"
+SERVER_MODELS = "A model on the server (CAMVIEWER_MODEL_DIR)"
+
 
 def is_attention(method: str) -> bool:
     """Attention methods read a ViT's attention weights, not a layer's gradients."""

@@ -21,8 +21,13 @@ class SampleCase:
 
 @dataclass(frozen=True)
 class SampleModel:
-    path: Path
+    path: Path  # a file, or a model folder (nnU-Net)
     spatial_dims: int  # what its card's input shape says: 3 for volumes, 2 for images
+
+    def stamp(self) -> str:
+        """Changes when the model's files change (a folder: its checkpoint), so the page reloads it."""
+        target = next(self.path.rglob("checkpoint_final.pth"), self.path) if self.path.is_dir() else self.path
+        return f"{self.path}:{target.stat().st_mtime}"
 
 
 SAMPLE_MODELS = {
@@ -30,6 +35,8 @@ SAMPLE_MODELS = {
     "Sample 3D ViT (lesion classifier)": SampleModel(SAMPLE_DIR / "models" / "vit.pt2", 3),
     "Sample 3D UNet (lesion segmentation)": SampleModel(SAMPLE_DIR / "models" / "unet.pt2", 3),
     "Sample 2D CNN (chest radiograph nodule classifier)": SampleModel(SAMPLE_DIR / "models" / "chest.pt2", 2),
+    # An nnU-Net v2 results folder trained by nnU-Net's own trainer (sample_data/nnunet_sample.py).
+    "Sample nnU-Net (lesion segmentation)": SampleModel(SAMPLE_DIR / "models" / "nnunet_lesions", 3),
 }
 
 SAMPLE_CASES = {

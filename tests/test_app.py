@@ -13,6 +13,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explain.policy import UPLOAD_MODEL, UPLOAD_WEIGHTS
 from tests.conftest import ROOT, SAMPLE
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -152,7 +153,7 @@ def _upload_volume(at: AppTest, name: str, raw: bytes) -> AppTest:
 
 
 def _upload_model(at: AppTest, name: str, raw: bytes, weights: bool = False) -> AppTest:
-    source = "Upload weights + MONAI network" if weights else "Upload .pt2"
+    source = UPLOAD_WEIGHTS if weights else UPLOAD_MODEL
     at.sidebar.radio(key="model_source").set_value(source).run()
     at.sidebar.file_uploader(key="model_upload").set_value((name, raw, "application/octet-stream"))
     return at.run()

@@ -18,6 +18,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from explain.policy import UPLOAD_MODEL
 from tests.conftest import ROOT, SAMPLE
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -72,7 +73,7 @@ def _upload(at: AppTest, widget: str, radio: str, choice: str, name: str, raw: b
 
 
 def _upload_model(at, name, raw):
-    return _upload(at, "model_upload", "model_source", "Upload .pt2", name, raw)
+    return _upload(at, "model_upload", "model_source", UPLOAD_MODEL, name, raw)
 
 
 def _upload_volume(at, name, raw):

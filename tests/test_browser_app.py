@@ -128,7 +128,7 @@ def test_sample_map_sits_on_the_lesion_and_display_costs_nothing(server):
 def test_uploaded_model_and_method_changes_keep_what_the_user_asked_for(server):
     with chromium_page(1500, 1100) as page:
         _open(page, server)
-        page.locator('[data-testid="stSidebar"]').get_by_text("Upload .pt2").click()
+        page.locator('[data-testid="stSidebar"]').get_by_text("Upload a model (.pt2").click()
         page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]').set_input_files(
             str(SAMPLE / "models" / "cnn.pt2")
         )

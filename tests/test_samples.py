@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from explain.cam.engine import classify
+from explain.policy import UPLOAD_MODEL
 from explain.request import explain
 from tests.conftest import SAMPLE
 
@@ -182,4 +183,4 @@ def test_sample_catalogue_matches_the_files():
     vit, chest = "Sample 3D ViT (lesion classifier)", "Sample 2D CNN (chest radiograph nodule classifier)"
     assert sample_model_for("Sample chest radiograph", vit) == chest  # a 3D sample model is swapped
     assert sample_model_for("Sample brain MRI", vit) is None  # a fitting choice is kept
-    assert sample_model_for("Sample chest radiograph", "Upload .pt2") is None  # the user's own model stays
+    assert sample_model_for("Sample chest radiograph", UPLOAD_MODEL) is None  # the user's own model stays

@@ -98,3 +98,21 @@ class ModelFiles:
             h.update(rel.encode() + b"\0")
             h.update(self.read(rel))
         return h.hexdigest()
+
+
+def list_models(root: str | os.PathLike) -> dict[str, Path]:
+    """The models a server folder offers, by name: its subfolders and .zip/.pt2 files (one level, no links).
+
+    The folder is chosen by whoever runs the server (CAMVIEWER_MODEL_DIR), never by a user; the page shows and
+    passes names only, and a name that is not in this listing opens nothing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    found = {}
+    for p in sorted(root.iterdir()):
+        if p.name.startswith(".") or p.is_symlink():
+            continue
+        if p.is_dir() or p.suffix.lower() in (".zip", ".pt2"):
+            found[p.name] = p
+    return found

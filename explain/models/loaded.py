@@ -63,8 +63,9 @@ def check_fit(model: LoadedModel, ndim: int, source: str, channels: int = 1) -> 
         wanted = model.input_shape[0]
         names = f" ({', '.join(model.card.channel_names)})" if model.card.channel_names else ""
         raise InputError(
-            f"channel mismatch: {model.source} expects {wanted} input channel(s){names} and {source} has "
-            f"{channels}; give {wanted} co-registered images in that order, or one 4D file with {wanted} volumes"
+            f"channel mismatch: {model.source} expects {wanted} input channel{'s' if wanted != 1 else ''}{names} and "
+            f"{source} has {channels}; give {wanted} co-registered images in that order, or one 4D file with "
+            f"{wanted} volumes"
         )
 
 
