@@ -57,11 +57,16 @@ def attention_blocks(layers: list[LayerInfo]) -> int:
 
 
 def default_target(model: LoadedModel, probabilities: np.ndarray) -> int:
-    """Classification: the predicted class. Segmentation: the foreground class covering most voxels."""
-    probabilities = np.asarray(probabilities, dtype=float)
-    if model.card.task == "segmentation" and len(probabilities) > 1:
-        return 1 + int(np.argmax(probabilities[1:]))
-    return int(np.argmax(probabilities))
+    """Classification: the predicted class. Segmentation: the foreground class covering most voxels. Classes the
+    card says have no map are passed over (the most likely class with a map is shown) unless every class is one."""
+    scores = np.asarray(probabilities, dtype=float).copy()
+    if model.card.task == "segmentation" and len(scores) > 1:
+        scores[0] = -np.inf
+    names = model.card.class_names or []
+    mapped = [k for k in range(len(scores)) if not (k < len(names) and has_no_map(model, names[k]))]
+    if mapped and len(mapped) < len(scores):
+        scores[[k for k in range(len(scores)) if k not in mapped]] = -np.inf
+    return int(np.argmax(scores))
 
 
 def score_word(model: LoadedModel) -> str:
@@ -70,10 +75,32 @@ def score_word(model: LoadedModel) -> str:
 
 
 def target_label(name: str, value: float, model: LoadedModel) -> str:
-    """'bright lesion (45%)' for a classifier; 'bright lesion (0.31% of voxels)' for a segmentation net."""
+    """'bright lesion (45%)' for a classifier; 'bright lesion (0.31% of voxels)' for a segmentation net; a class
+    the card says has no map says so: 'no lesion (12%, no map)'."""
+    score = f"{value:.2%} of voxels" if model.card.task == "segmentation" else f"{value:.0%}"
+    return f"{name} ({score}{', no map' if has_no_map(model, name) else ''})"
+
+
+def has_no_map(model: LoadedModel, name: str | None) -> bool:
+    """The card lists this class among those without a map (its score is a constant of the model)."""
+    return name is not None and name in (model.card.no_map_classes or [])
+
+
+def no_map_sentence(name: str) -> str:
+    return (
+        f"The model's card says {name!r} has no map: its score is a constant of the model, not something it finds "
+        "in the image. Pick another class to see where the model looked."
+    )
+
+
+def suited_methods(model: LoadedModel) -> list[str]:
+    """The methods that say something about this model. On a segmentation model Grad-CAM and Grad-CAM++ pool their
+    weights over every output voxel, so their maps wash over the whole image (the sample UNet's Grad-CAM is zero
+    everywhere; docs/decisions.md): valid to ask for, not a method to carry over to it unasked."""
+    methods = valid_methods(model)
     if model.card.task == "segmentation":
-        return f"{name} ({value:.2%} of voxels)"
-    return f"{name} ({value:.0%})"
+        return [m for m in methods if m not in ("gradcam", "gradcampp")]
+    return methods
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,7 @@ class Choices:
     target_name: str | None = None  # by name, so a class survives a change of model with the same names
     block: int | None = None
     head: int | None = None
+    model: str | None = None  # identity of the model these choices were made for
 
 
 def reconcile(
@@ -92,15 +120,24 @@ def reconcile(
 ) -> tuple[Choices, list[str]]:
     """Make `choices` valid for this model; each change comes with a sentence saying why.
 
-    A choice that is still valid is never changed. Missing choices take the
-    defaults silently (that is a first visit, not a change).
+    A choice that is still valid is never changed, except a method carried over from another model that does not
+    suit this one (it falls back to this model's default). Missing choices take the defaults silently (that is a
+    first visit, not a change). A class without a map is never chosen on the user's behalf.
     """
     notes: list[str] = []
     methods = valid_methods(model)
     method = choices.method
+    switched = choices.model is not None and choices.model != model.identity
     if method not in methods:
         if method is not None:
             notes.append(f"{method_label(method)} does not apply to this model; showing {method_label(methods[0])}.")
+        method = methods[0]
+    elif switched and method not in suited_methods(model):
+        notes.append(
+            f"{method_label(method)} pools its weights over every output voxel, so on a segmentation model its map "
+            f"washes over the whole image; showing {method_label(methods[0])}, this model's default. You can still "
+            f"choose {method_label(method)}."
+        )
         method = methods[0]
     layer = choices.layer
     candidates = gradient_layers(layers)
@@ -121,7 +158,7 @@ def reconcile(
         if target is not None:
             notes.append(f"class {target!r} does not exist in this model; showing {fallback!r}.")
         target = fallback
-    out = replace(choices, method=method, layer=layer, target_name=target, block=block)
+    out = replace(choices, method=method, layer=layer, target_name=target, block=block, model=model.identity)
     return out, notes
 
 
@@ -157,6 +194,25 @@ def montage_layers(layers: list[LayerInfo], layer: str, limit: int = 8) -> list[
     return [name for name in gradient_layers(layers) if name.count(".") == depth][:limit]
 
 
-def remember(history: list[tuple[str, str]], key: str, title: str, keep: int = 8) -> list[tuple[str, str]]:
-    """The last `keep` (request key, title) pairs, newest last, each key once."""
-    return [h for h in history if h[0] != key][-(keep - 1) :] + [(key, title)]
+@dataclass(frozen=True)
+class Shown:
+    """A map the user saw: enough to offer it again for comparison, and to say what it is and what it was of."""
+
+    key: str  # its request key
+    title: str  # method · layer · class
+    volume: str  # content hash of its image
+    model_name: str  # the model as the page names it
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} — {self.model_name}"
+
+
+def remember(history: list[Shown], shown: Shown, keep: int = 12) -> list[Shown]:
+    """The last `keep` maps shown, newest last, each once."""
+    return [h for h in history if h.key != shown.key][-(keep - 1) :] + [shown]
+
+
+def comparable(history: list[Shown], volume: str, current: str) -> list[Shown]:
+    """The earlier maps that can sit beside the one on screen: those of the same image, newest first."""
+    return [h for h in reversed(history) if h.volume == volume and h.key != current]

@@ -70,6 +70,41 @@ def report(
     return out
 
 
+def settings_of(request: CamRequest, target_name: str, *, overlay: str | None = None) -> dict:
+    """What the user chose for this map, as the report states it (the request holds the rest: grid, windows)."""
+    return {
+        "method": request.method,
+        "layers": list(request.layers or []),
+        "target": target_name,
+        "block": request.block,
+        "head": request.head,
+        "overlay": overlay,
+    }
+
+
+def map_facts(
+    explanation: Explanation, cam, score_word: str, scores: dict | None = None
+) -> tuple[list[str], list[str]]:
+    """What the viewer writes beside a map once it is drawn: (facts, warnings), every one of them about this map."""
+    from explain.trust.localisation import Localisation
+
+    k = cam.target
+    value = explanation.probabilities[k] if k < len(explanation.probabilities) else float("nan")
+    share = f"{value:.2%} of voxels" if score_word != "probability" else f"{value:.1%}"
+    facts = [
+        f"{cam.target_name}: {score_word} {share}",
+        f"raw peak {cam.raw_peak:.3g}",
+        f"computed in {explanation.timings.get('total', 0.0):.2f} s on {explanation.device}",
+        f"model grid {'×'.join(map(str, explanation.model_grid))}",
+    ]
+    if cam.window:
+        facts.append(f"{cam.windows} windows of {'×'.join(map(str, cam.window))}")
+    if scores is not None:
+        facts += Localisation(**scores).sentences()
+    warnings = list(dict.fromkeys([*explanation.warnings, *cam.warnings]))  # each said once
+    return facts, warnings
+
+
 def file_stem(method: str, layer: str, target: int) -> str:
     """The name exports of one map share: `cam_<method>_<layer>_<target>` (dots in the layer become dashes)."""
     return f"cam_{method}_{layer.replace('.', '-')}_{target}"

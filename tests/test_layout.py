@@ -17,6 +17,7 @@ LEVELS: tuple[tuple[str, int], ...] = (
     ("explain", 0),  # the package itself: __version__ only
     ("explain.errors", 0),
     ("explain.quiet", 0),
+    ("explain.share", 0),  # what a URL's parameters mean: text only
     ("explain.limits", 1),
     ("explain.io", 2),
     ("explain.models", 3),
@@ -24,6 +25,7 @@ LEVELS: tuple[tuple[str, int], ...] = (
     ("explain.policy", 5),
     ("explain.cache", 5),
     ("explain.samples", 5),
+    ("explain.domain", 5),  # does the image suit the model's card
     ("explain.request", 6),
     ("explain.predict", 6),
     ("explain.trust", 7),

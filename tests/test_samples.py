@@ -166,7 +166,9 @@ def test_sample_cnn_maps_under_cascading_randomisation(sample_models, sample_cas
     head, block3 = gradcam.steps
     assert head.block == "evidence" and head.signed_spearman < 0 and head.ssim < 0.3
     assert abs(block3.spearman) < 0.3
-    assert not gradcam.depends_on_weights and "sign flipped" in gradcam.verdict  # as measured; see the docstring
+    assert (
+        not gradcam.depends_on_weights and "sign flipped" in gradcam.verdict.lower()
+    )  # as measured; see the docstring
     plus = cascade(cnn, sample_case, "gradcampp", "features.block3", 1, max_steps=1, device="cpu")
     assert plus.steps[0].spearman < 0.3 and plus.depends_on_weights
 

@@ -365,6 +365,9 @@ def _attention_maps(model, module, x, grid, volume, spec, timings, report):
     return [_finish(spec.method, layer, t, raw, grid, volume.affine) for t in wanted], prediction
 
 
+ALL_ZERO = "This map is all zero: nothing at this layer raises the class's score (no positive evidence)."
+
+
 def _finish(method: str, layer: str, target: int, raw: torch.Tensor, grid: GridMap, affine: np.ndarray) -> CamResult:
     """Layer-grid raw map -> ReLU -> (tri/bi)linear to the model grid -> / peak. The image grid comes later."""
     n = len(grid.model_shape)
@@ -375,7 +378,7 @@ def _finish(method: str, layer: str, target: int, raw: torch.Tensor, grid: GridM
     model_map, peak = display_map(on_model)
     notes = []
     if peak == 0.0:
-        notes.append(f"{method} map for target {target} at {layer} is all zero (no positive evidence)")
+        notes.append(ALL_ZERO)
         warnings.warn(notes[-1], stacklevel=2)
     return CamResult(
         method,
@@ -399,7 +402,7 @@ def _finish_stitched(
     model_map, peak = display_map(stitched)
     notes = []
     if peak == 0.0:
-        notes.append(f"{method} map for target {target} at {layer} is all zero (no positive evidence)")
+        notes.append(ALL_ZERO)
         warnings.warn(notes[-1], stacklevel=2)
     return CamResult(
         method, layer, target, "", signed.float().cpu().numpy(), model_map.float().cpu().numpy(), peak, grid,

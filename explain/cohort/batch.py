@@ -207,7 +207,7 @@ class CaseWorker:
             }  # fmt: skip
             if mask is not None:
                 row |= localise(r.cam, target_mask(mask, r.target), choices.threshold).to_dict()
-                row.pop("threshold"), row.pop("mask_voxels")
+                row.pop("threshold"), row.pop("mask_voxels"), row.pop("ndim")
             if choices.sanity:
                 from explain.trust.sanity import cascade
 

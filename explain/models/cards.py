@@ -52,6 +52,10 @@ class ModelCard:
     window_layout: str = "nnunet"  # where windows go: "nnunet" or "monai" (explain.cam.windows)
     channel_names: list[str] | None = None  # the input channels in the model's order (T1c, T1, T2, FLAIR)
     output: str = "softmax"  # "softmax" (one label per voxel) or "sigmoid" (one independent map per class)
+    # Classes whose score is a constant of the model (a "no lesion" reference logit): they have no map.
+    no_map_classes: list[str] | None = None
+    # What the model was trained on: a DICOM modality code first ("MR T1", "CT", "CR"), checked against the image.
+    modality: str | None = None
 
     @classmethod
     def from_dict(cls, raw: Any, source: str) -> ModelCard:
@@ -240,7 +244,22 @@ _CHECKS = {
     "window_layout": _choice(("nnunet", "monai")),
     "channel_names": _class_names,
     "output": _choice(("softmax", "sigmoid")),
+    "no_map_classes": _class_names,
+    "modality": lambda v: _modality(v),
 }
+
+
+# DICOM modality codes the domain check knows (explain.domain); the card's modality must start with one.
+MODALITIES = ("CT", "MR", "PT", "NM", "US", "CR", "DX", "MG", "XA", "RF", "OT")
+
+
+def _modality(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value, 60).strip()
+    if text.split(" ")[0].upper() not in MODALITIES:
+        raise _Bad(f"must start with a DICOM modality code {MODALITIES}, like 'MR T1' or 'CT'; got {text[:30]!r}")
+    return text
 
 
 def _cross_checks(card: dict[str, Any]) -> list[str]:
@@ -253,6 +272,11 @@ def _cross_checks(card: dict[str, Any]) -> list[str]:
     names = card.get("channel_names")
     if names and shape and len(names) != shape[0]:
         problems.append(f"`channel_names` has {len(names)} names but the input has {shape[0]} channels")
+    no_map, classes = card.get("no_map_classes"), card.get("class_names")
+    if no_map and classes and not set(no_map) <= set(classes):
+        problems.append(
+            f"`no_map_classes` names classes that are not in `class_names`: {sorted(set(no_map) - set(classes))[:5]}"
+        )
     patch = card.get("patch_size")
     if patch and shape and len(patch) != len(shape) - 1:
         problems.append(f"`patch_size` has {len(patch)} values but the input has {len(shape) - 1} spatial axes")

@@ -26,9 +26,22 @@ class Localisation:
     iou: float
     threshold: float
     mask_voxels: int
+    ndim: int = 3  # of the image: a 2D mask counts pixels
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def sentences(self) -> list[str]:
+        """The scores as the page writes them, beside the map they score."""
+        unit = "pixels" if self.ndim == 2 else "voxels"
+        energy = "n/a" if np.isnan(self.energy_in_mask) else f"{self.energy_in_mask:.0%}"
+        iou = "n/a" if np.isnan(self.iou) else f"{self.iou:.2f}"
+        return [
+            f"pointing game: {'hit' if self.pointing_hit else 'miss'} (is the map's maximum inside the mask?)",
+            f"energy in mask {energy}",
+            f"IoU at {self.threshold:.2f}: {iou}",
+            f"against a mask of {self.mask_voxels:,} {unit} on the image's own grid",
+        ]
 
 
 def target_mask(mask: np.ndarray, target: int | None = None) -> np.ndarray:
@@ -51,7 +64,7 @@ def localise(cam: np.ndarray, mask: np.ndarray, threshold: float = 0.5, toleranc
     total = float(positive.sum())
     n_mask = int(mask.sum())
     if total <= 0 or n_mask == 0:
-        return Localisation(False, float("nan"), float("nan"), threshold, n_mask)
+        return Localisation(False, float("nan"), float("nan"), threshold, n_mask, cam.ndim)
     peak = np.unravel_index(int(np.argmax(positive)), positive.shape)
     hit = bool(mask[peak])
     if not hit and tolerance > 0:
@@ -60,4 +73,4 @@ def localise(cam: np.ndarray, mask: np.ndarray, threshold: float = 0.5, toleranc
     above = positive >= threshold
     union = int(np.logical_or(above, mask).sum())
     iou = float(np.logical_and(above, mask).sum()) / union if union else float("nan")
-    return Localisation(hit, float(positive[mask].sum()) / total, iou, threshold, n_mask)
+    return Localisation(hit, float(positive[mask].sum()) / total, iou, threshold, n_mask, cam.ndim)

@@ -28,6 +28,12 @@ from explain.models.loaded import LoadedModel
 
 # Below this Spearman correlation after the top block is randomised, the map depends on the learned weights.
 DEPENDS_BELOW = 0.3
+# Why the two measures can disagree, in one line for the page.
+SSIM_VS_RANKS = (
+    "SSIM compares the maps as pictures (local brightness, contrast and structure), so two mostly empty or smooth "
+    "maps score high; rank correlation compares the order of every voxel's importance, so it falls when what is "
+    "ranked most important changes. The verdict reads the rank correlation."
+)
 
 
 @dataclass(frozen=True)
@@ -51,23 +57,26 @@ class SanityReport:
 
     @property
     def verdict(self) -> str:
+        """Whole sentences: what was done, what happened, what it means."""
         if not self.steps:
-            return "no parameters to randomise"
+            return "The model has no parameters to randomise, so the check cannot say anything."
         first = self.steps[0]
+        done = f"With the top block ({first.block}) replaced by random weights,"
         if self.depends_on_weights:
             return (
-                f"the map depends on the learned weights: randomising {first.block!r} drops its rank "
-                f"correlation to {first.spearman:.2f}"
+                f"The map depends on the learned weights. {done} it changed: its rank correlation with the original "
+                f"fell to {first.spearman:.2f} (below {DEPENDS_BELOW})."
             )
         flipped = (
-            f" (its sign flipped, signed rank correlation {first.signed_spearman:.2f}, so the part shown moved)"
+            f" Its sign flipped (signed rank correlation {first.signed_spearman:.2f}): the parts it shows as important "
+            "moved, but the pattern of magnitudes stayed."
             if first.signed_spearman < 0
             else ""
         )
         return (
-            f"it does not: with {first.block!r} randomised the map keeps a rank correlation of "
-            f"{first.spearman:.2f} in magnitude with the original{flipped}, so it barely reflects what the model "
-            "learned there"
+            f"The map barely depends on the learned weights. {done} it still ranks the voxels much as before (rank "
+            f"correlation {first.spearman:.2f}; a map that reflects what the model learned falls below "
+            f"{DEPENDS_BELOW}).{flipped} Read it as showing the architecture more than the training."
         )
 
     def to_dict(self) -> dict:
