@@ -32,7 +32,7 @@ def test_ct_presets_and_window_mapping():
     assert default_window(ct)[0] == "CT soft tissue"
     mr = np.random.default_rng(0).uniform(0, 500, (20, 20, 20))
     preset, width, level = default_window(mr)
-    assert preset == "MR auto" and (width, level) == auto_window(mr) and 0 < level < 500
+    assert preset == "Auto (percentiles)" and (width, level) == auto_window(mr) and 0 < level < 500
 
 
 def test_colour_maps_put_high_importance_at_the_hot_end():

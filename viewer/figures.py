@@ -26,6 +26,6 @@ def probability_bars(
         height=60 + 28 * len(class_names),
         margin=dict(l=0, r=0, t=10, b=0),
         xaxis=dict(range=[0, 1], title=measure),
-        yaxis=dict(autorange="reversed"),
+        yaxis=dict(autorange="reversed", automargin=True),  # long class names are shown whole
     )
     return fig

@@ -1,12 +1,11 @@
-"""Page panels that show plain data: the cohort worklist, sanity-check results, localisation scores.
+"""Page panels that show plain data: the cohort worklist and sanity-check results (a map's localisation scores
+are written by the viewer beside the map they score).
 
 They take dicts and lists (never models or tensors) and return what the user picked;
 app.py decides what to compute. User text is escaped (viewer.text.plain).
 """
 
 from __future__ import annotations
-
-import math
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -63,16 +62,14 @@ def sanity_figure(report: dict) -> go.Figure:
     return fig
 
 
-def sanity_panel(report: dict) -> None:
+def sanity_panel(report: dict, title: str, untrained: list[str] = ()) -> None:
+    """The verdict in whole sentences, which map it tested, and why SSIM and rank correlation can disagree."""
+    from explain.trust.sanity import SSIM_VS_RANKS
+
+    st.caption(plain(f"Tested: {title}. From the top block down, each block's weights were replaced by random ones "
+                     "and the map recomputed."))  # fmt: skip
+    (st.success if report["depends_on_weights"] and not untrained else st.warning)(plain(report["verdict"]))
+    for sentence in untrained:
+        st.warning(plain(sentence))
     st.plotly_chart(sanity_figure(report), key="sanity_chart")
-    (st.success if report["depends_on_weights"] else st.warning)(plain(report["verdict"]))
-
-
-def localisation_panel(scores: dict) -> None:
-    """Pointing game, energy in mask and IoU of the map on screen against the mask."""
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Pointing game", "hit" if scores["pointing_hit"] else "miss")
-    energy, iou = scores["energy_in_mask"], scores["iou"]
-    c2.metric("Energy in mask", "n/a" if math.isnan(energy) else f"{energy:.0%}")
-    c3.metric(f"IoU at {scores['threshold']:.2f}", "n/a" if math.isnan(iou) else f"{iou:.2f}")
-    st.caption(f"Against a mask of {scores['mask_voxels']:,} voxels, on the image's own grid.")
+    st.caption(SSIM_VS_RANKS)

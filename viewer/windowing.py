@@ -38,7 +38,7 @@ def default_window(data: np.ndarray) -> tuple[str, float, float]:
         width, level = CT_PRESETS["CT soft tissue"]
         return "CT soft tissue", width, level
     width, level = auto_window(data)
-    return "MR auto", width, level
+    return "Auto (percentiles)", width, level
 
 
 def apply_window(data: np.ndarray, width: float, level: float) -> np.ndarray:

@@ -30,6 +30,9 @@ export const controlMethods = {
     c.radiological.checked = this.s.radiological;
     c.radiologicalGroup.hidden = this.geom?.is2d;
     c.layout.parentElement.hidden = this.geom?.is2d;
+    c.layout.querySelector('option[value="compare"]').hidden = this.slots.length < 2;
+    c.planeGroup.hidden = this.s.layout !== "compare" || this.geom?.is2d;
+    c.plane.value = this.s.active;
     c.mask.checked = this.s.mask;
     c.maskMode.value = this.s.maskMode;
     c.crosshair.checked = this.s.crosshair;
@@ -41,6 +44,16 @@ export const controlMethods = {
     if (name === "preset") return this.applyPreset(value);
     if (name === "window") return this.setWindow(value[0], value[1], "Custom");
     if (name === "export") return import("./export.js").then((m) => m.exportPng(this));
+    if (name === "measure") return this.toggleMeasure();
+    if (name === "help") {
+      this.controls.helpPanel.hidden = !value;
+      this.root.setAttribute("data-help", value ? "1" : "0");
+      return;
+    }
+    if (name === "plane") {
+      this.setActive(value);
+      return this.layoutPanes();
+    }
     if (name === "reset") {
       for (const plane of Object.keys(this.views)) this.views[plane] = { zoom: 1, panX: 0, panY: 0 };
       this.applyLayouts();
@@ -49,6 +62,7 @@ export const controlMethods = {
     if (name === "layout") {
       s.layout = value;
       s.maximised = null;
+      this.syncControls();
       return this.layoutPanes();
     }
     if (name === "map") {
@@ -73,7 +87,13 @@ export const controlMethods = {
         this.setActive(planeOf(pane));
         this.root.focus({ preventScroll: true });
       },
-      pick: (pane, x, y) => this.later("pick", () => this.setCross(voxelAt(this.geom, pane.layout, this.cross[pane.layout.sliceAxis], x, y))),
+      pick: (pane, x, y, first = false) => {
+        if (this.measuring) {
+          if (first && mapIndex === null) this.measurePick(pane, x, y);
+          return;
+        }
+        this.later("pick", () => this.setCross(voxelAt(this.geom, pane.layout, this.cross[pane.layout.sliceAxis], x, y)));
+      },
       hover: (pane, x, y) =>
         this.later("hover", () => {
           const inside = x !== null && x >= 0 && y >= 0 && x < pane.layout.width && y < pane.layout.height;
@@ -126,6 +146,7 @@ export const controlMethods = {
     if (!this.panes[plane] || plane === this.s.active) return;
     this.s.active = plane;
     this.root.setAttribute("data-active", plane);
+    this.controls.plane.value = plane;
     this.buildComparePanes();
   },
 

@@ -1,8 +1,10 @@
 // Keyboard shortcuts of the viewer (listed in toolbar.js SHORTCUTS). The viewer root stops every key event
 // it receives, so Streamlit's page hotkeys (c: clear caches, r: rerun) never see keys meant for the viewer.
 
+import { AUTO } from "./toolbar.js";
+
 const STEPS = { ArrowUp: 1, ArrowRight: 1, ArrowDown: -1, ArrowLeft: -1, PageUp: 10, PageDown: -10 };
-const PRESET_KEYS = { 1: "CT brain", 2: "CT soft tissue", 3: "CT lung", 4: "CT bone", 5: "MR auto" };
+const PRESET_KEYS = { 1: "CT brain", 2: "CT soft tissue", 3: "CT lung", 4: "CT bone", 5: AUTO };
 const PLANE_KEYS = { a: "axial", c: "coronal", s: "sagittal" };
 
 export function handleKey(viewer, e) {
@@ -29,11 +31,17 @@ export function handleKey(viewer, e) {
     viewer.applyPreset(PRESET_KEYS[key]);
   } else if (key === "r" && !viewer.geom.is2d) viewer.onControl("radiological", !s.radiological);
   else if (key === "o") viewer.onControl("overlay", !s.overlay);
+  else if (key === "d") viewer.onControl("measure", null);
+  else if (key === "?") viewer.onControl("help", viewer.controls.helpPanel.hidden);
+  else if (key === "Escape" && (viewer.measuring || !viewer.controls.helpPanel.hidden)) {
+    viewer.onControl("help", false);
+    if (viewer.measuring) viewer.onControl("measure", null);
+  }
   else if (key === "k") viewer.onControl("mask", !s.mask);
   else if (key === "x") viewer.onControl("crosshair", !s.crosshair);
   else if (key === "l" && !viewer.geom.is2d) {
-    viewer.controls.layout.value = s.layout === "1x3" ? "2x2" : "1x3";
-    viewer.onControl("layout", viewer.controls.layout.value);
+    const cycle = viewer.comparePanes.length ? ["1x3", "2x2", "compare"] : ["1x3", "2x2"];
+    viewer.onControl("layout", cycle[(cycle.indexOf(s.layout) + 1) % cycle.length]);
   } else handled = false;
   if (handled) e.preventDefault();
 }

@@ -45,7 +45,8 @@ export class MapSlot {
       this.stop = pollStatus(entry.status_url, (status) => {
         if (this.key !== key) return;
         this.status = status;
-        if (status.stage === "done") this.load({ ...entry, ...(status.map || {}) }, key);
+        // The map's facts (compute time, peak, scores) travel with it: shown only once it is drawn.
+        if (status.stage === "done") this.load({ ...entry, ...(status.map || {}), facts: status.facts || [], warnings: status.warnings || [] }, key);
         this.onChange(this);
       });
     } else {
@@ -58,7 +59,10 @@ export class MapSlot {
     this.store.get(desc).then(
       (data) => {
         if (this.key !== key) return;
-        this.shown = { desc, data, ...gridOf(desc), peak: desc.peak ?? 1, title: desc.title || this.title, key: desc.key || key };
+        this.shown = {
+          desc, data, ...gridOf(desc), peak: desc.peak ?? 1, title: desc.title || this.title, key: desc.key || key,
+          facts: desc.facts || [], warnings: desc.warnings || [], model: desc.model || "",
+        };
         this.status = null;
         this.onChange(this);
       },

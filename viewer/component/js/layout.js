@@ -1,5 +1,9 @@
-// Pane layout: the main panes (1x3, 2x2 with the 3D pane, or one maximised), the compare grid (one pane per
-// map, showing the active plane), and their sizes from the page width. Methods mixed into Viewer.
+// Pane layout: the main panes (1x3, 2x2 with the 3D pane, or one maximised) or the compare grid (one pane per
+// map, side by side, in the plane the user chooses), sized as large as the page allows. Methods mixed into Viewer.
+//
+// Sizes: the width is the viewer's; the height is the window's. A multi-pane grid may be taller than the window
+// by the toolbar and the readout (the page scrolls a little); one image (2D, or a maximised pane) fits the window
+// whole, toolbar and readout included.
 
 import { planeLayout } from "./geometry.js";
 import { Pane, el } from "./pane.js";
@@ -15,6 +19,7 @@ export const layoutMethods = {
     this.views = {};
     for (const plane of this.geom.planes) {
       this.panes[plane] = new Pane(this.grid, plane, this.paneHandlers(null));
+      this.panes[plane].zoomOnWheel = this.geom.is2d;
       this.views[plane] = { zoom: 1, panX: 0, panY: 0 };
     }
     this.view3d = el("div", { class: "cv-pane cv-pane-3d", "data-plane": "3d" }, this.grid);
@@ -28,7 +33,8 @@ export const layoutMethods = {
     this.comparePanes = [];
     if (!this.geom || this.slots.length < 2) return;
     this.slots.forEach((slot, n) => {
-      const pane = new Pane(this.compareEl, this.s.active, this.paneHandlers(n), { title: slot.title, slider: false });
+      const pane = new Pane(this.compareEl, this.s.active, this.paneHandlers(n), { title: slot.title, slider: n === 0 });
+      pane.zoomOnWheel = this.geom.is2d;
       pane.mapIndex = n;
       pane.root.setAttribute("data-testid", `cv-compare-${n}`);
       this.comparePanes.push(pane);
@@ -40,37 +46,48 @@ export const layoutMethods = {
   /** Plane layouts (axes, flips, labels) for the current radiological setting, from geometry.js only. */
   applyLayouts() {
     if (!this.geom) return;
-    for (const pane of this.allPanes()) {
+    for (const pane of [...Object.values(this.panes), ...this.comparePanes]) {
       pane.setLayout(planeLayout(this.geom, pane.plane, this.s.radiological));
       pane.setView(this.views[pane.plane]);
     }
     this.root.setAttribute("data-radiological", this.s.radiological ? "1" : "0");
   },
 
+  /** The panes on screen (the main grid, or the compare grid): only these are drawn. */
   allPanes() {
-    return [...Object.values(this.panes), ...this.comparePanes];
+    return [...(this.grid.hidden ? [] : Object.values(this.panes)), ...(this.compareEl.hidden ? [] : this.comparePanes)];
   },
 
   layoutPanes() {
     if (!this.geom) return;
     const width = Math.max(240, this.root.clientWidth - 2 * GAP);
     const planes = this.geom.planes;
-    const tall = Math.max(260, window.innerHeight - 220);
-    const max = planes.length === 1 ? planes[0] : this.s.maximised;
-    this.grid.setAttribute("data-layout", max ? "max" : this.s.layout);
-    this.root.setAttribute("data-layout", max ? `max:${max}` : this.s.layout);
-    const show3d = !max ? this.s.layout === "2x2" : max === "3d";
+    const comparing = this.s.layout === "compare" && this.comparePanes.length >= 2;
+    const max = planes.length === 1 ? planes[0] : comparing ? null : this.s.maximised;
+    const layout = comparing ? "compare" : max ? "max" : this.s.layout;
+    this.grid.setAttribute("data-layout", layout);
+    this.root.setAttribute("data-layout", max ? `max:${max}` : layout);
+    this.grid.hidden = comparing;
+    this.compareEl.hidden = !comparing;
+    const show3d = !comparing && (!max ? this.s.layout === "2x2" : max === "3d");
     for (const plane of planes) this.panes[plane].root.hidden = Boolean(max) && max !== plane;
     this.view3d.hidden = !show3d;
-    // Panes share the page width; their height is capped so that the grid fits the window.
+    const paneChrome = 44; // a pane's title row and slice slider
+    const tall = Math.max(240, window.innerHeight - paneChrome);
+    // One image fits the window whole: the viewer's own toolbar, readout and legend are taken off its height.
+    const chrome = Math.max(120, this.root.offsetHeight - (this.grid.hidden ? this.compareEl.offsetHeight : this.grid.offsetHeight));
     let side;
-    if (max) side = [width, Math.min(width, tall)];
+    if (max) side = [width, Math.max(240, Math.min(width, window.innerHeight - chrome - paneChrome - 2 * GAP))];
     else if (this.s.layout === "2x2") side = [Math.floor((width - GAP) / 2), Math.min(Math.floor((width - GAP) / 2), Math.floor((tall - GAP) / 2))];
     else side = [Math.floor((width - 2 * GAP) / 3), Math.min(Math.floor((width - 2 * GAP) / 3), tall)];
     for (const plane of planes) this.panes[plane].setStageSize(...side);
     this.size3d = side;
+    // Compare: 2 or 3 maps in one row, 4 in two rows of two; square panes as large as width and window allow.
     const n = this.comparePanes.length;
-    const compareSide = Math.min(side[1], Math.floor((width - (Math.min(n, 4) - 1) * GAP) / Math.max(1, Math.min(n, 4))));
+    const perRow = n === 4 ? 2 : Math.max(1, Math.min(n, 3));
+    const rows = Math.ceil(n / perRow);
+    const compareSide = Math.max(160, Math.min(Math.floor((width - (perRow - 1) * GAP) / perRow), Math.floor((tall - (rows - 1) * GAP) / rows)));
+    this.compareEl.style.gridTemplateColumns = `repeat(${perRow}, max-content)`;
     for (const pane of this.comparePanes) pane.setStageSize(compareSide, compareSide);
     if (show3d) this.ensure3d();
     this.renderAll();

@@ -37,6 +37,13 @@ export class Pane {
     this.hline = el("div", { class: "cv-line cv-hline" }, this.stage);
     this.labelEls = {};
     for (const side of ["left", "right", "top", "bottom"]) this.labelEls[side] = el("div", { class: `cv-lab cv-${side}`, "data-side": side }, this.stage);
+    this.measureSvg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.measureSvg.setAttribute("class", "cv-measure");
+    this.measureLine = document.createElementNS("http://www.w3.org/2000/svg", "line");
+    this.measureSvg.appendChild(this.measureLine);
+    this.stage.appendChild(this.measureSvg);
+    this.measureText = el("div", { class: "cv-measure-text", "data-testid": `cv-measure-${plane}` }, this.stage);
+    this.setMeasure(null);
     this.bar = el("div", { class: "cv-scalebar" }, this.stage);
     this.barText = el("div", { class: "cv-scalebar-text" }, this.stage);
     if (slider) {
@@ -104,6 +111,23 @@ export class Pane {
     this.bar.style.width = `${Math.round(mm / t.mmPerPx)}px`;
     this.barText.textContent = `${mm >= 1 ? mm : mm.toFixed(1)} mm`;
     if (this.cross) this.setCrosshair(...this.cross);
+    this.placeMeasure();
+  }
+
+  /** A measured segment: its ends in slice pixel coordinates and its length text; null hides it. */
+  setMeasure(ends, text = "") {
+    this.measure = ends;
+    this.measureSvg.style.display = ends ? "" : "none";
+    this.measureText.hidden = !ends;
+    this.measureText.textContent = text;
+    this.placeMeasure();
+  }
+
+  placeMeasure() {
+    if (!this.measure || !this.layout || !this.stageW) return;
+    const [a, b = a] = this.measure.map(([x, y]) => this.toStage(x, y));
+    for (const [name, value] of [["x1", a[0]], ["y1", a[1]], ["x2", b[0]], ["y2", b[1]]]) this.measureLine.setAttribute(name, String(value));
+    this.measureText.style.transform = `translate(${Math.round(b[0] + 6)}px, ${Math.round(b[1] - 18)}px)`;
   }
 
   /** Stage (CSS px from the stage's top-left) -> pixel coordinates of the slice image. */
@@ -139,7 +163,8 @@ export class Pane {
     if (index === this.shownIndex && count === this.shownCount) return;
     this.shownIndex = index;
     this.shownCount = count;
-    this.sliceEl.textContent = count > 1 ? `${index + 1} / ${count}` : "";
+    // 0-based, like the voxel index in the readout, the exported NIfTI and 3D Slicer's IJK.
+    this.sliceEl.textContent = count > 1 ? `slice ${index} (0–${count - 1})` : "";
     this.root.setAttribute("data-slice", String(index));
     if (this.slider) {
       this.slider.max = String(count - 1);
@@ -169,7 +194,7 @@ export class Pane {
       const [x, y] = local(e);
       const mode = e.button === 2 ? "window" : e.button === 1 || (e.button === 0 && e.shiftKey) ? "pan" : e.button === 0 ? "pick" : null;
       drag = mode && { mode, x, y };
-      if (mode === "pick") this.handlers.pick(this, ...this.toPixel(x, y));
+      if (mode === "pick") this.handlers.pick(this, ...this.toPixel(x, y), true);
       if (mode === "window") this.handlers.window(0, 0, true);
     });
     stage.addEventListener("pointermove", (e) => {
@@ -203,7 +228,8 @@ export class Pane {
       (e) => {
         e.preventDefault();
         const [x, y] = local(e);
-        if (e.ctrlKey || e.metaKey) this.handlers.zoom(this, Math.exp(-e.deltaY * 0.002), x, y);
+        // A 2D image has no slices to scroll: the wheel zooms about the cursor, as in any image viewer.
+        if (e.ctrlKey || e.metaKey || this.zoomOnWheel) this.handlers.zoom(this, Math.exp(-e.deltaY * 0.002), x, y);
         else this.handlers.scroll(this, e.deltaY > 0 ? -1 : 1);
       },
       { passive: false },

@@ -1,6 +1,6 @@
 // A map that is still being computed: the server writes a small JSON status file (viewer/status.py) and the
 // browser polls it, with a cache-buster, until the stage is "done" (then the map is fetched) or "failed".
-// Polling stops when the viewer is given another map for the slot.
+// Polling stops when the viewer is given another map for the slot, or the user stopped the computation.
 
 export const STAGE_WORDS = {
   queued: "waiting to start",
@@ -10,6 +10,7 @@ export const STAGE_WORDS = {
   mapping: "mapping onto the image",
   done: "done",
   failed: "failed",
+  stopped: "stopped",
 };
 
 export const POLL_MS = 400;
@@ -38,7 +39,7 @@ export function pollStatus(statusUrl, onStatus, intervalMs = POLL_MS) {
       last = key;
       onStatus(status);
     }
-    if (status.stage !== "done" && status.stage !== "failed") timer = setTimeout(tick, intervalMs);
+    if (!["done", "failed", "stopped"].includes(status.stage)) timer = setTimeout(tick, intervalMs);
   };
   tick();
   return () => {
@@ -47,9 +48,10 @@ export function pollStatus(statusUrl, onStatus, intervalMs = POLL_MS) {
   };
 }
 
-/** The progress line for a pending map. */
+/** The progress line for a pending map: it names the map asked for, never the one on screen. */
 export function progressText(title, status) {
   const words = STAGE_WORDS[status.stage] || status.stage;
   if (status.stage === "failed") return `${title}: the map could not be computed. ${status.message || ""}`.trim();
-  return `${title}: ${words}…${status.message ? ` ${status.message}` : ""}`;
+  if (status.stage === "stopped") return `${title}: stopped before it finished. ${status.message || ""}`.trim();
+  return `computing ${title}: ${words}…${status.message ? ` ${status.message}` : ""}`;
 }

@@ -7,8 +7,11 @@ export const PRESETS = {
   "CT soft tissue": [400, 40],
   "CT lung": [1500, -600],
   "CT bone": [2500, 480],
-  "MR auto": null, // percentiles of the image itself
+  "Auto (percentiles)": null, // 0.5-99.5 percentiles of the image itself (MR, radiographs, anything not in HU)
 };
+export const AUTO = "Auto (percentiles)";
+// Hounsfield presets mean nothing on an image that is not CT (a radiograph, an MR): offered for CT only.
+export const CT_PRESETS = ["CT brain", "CT soft tissue", "CT lung", "CT bone"];
 
 export const SHORTCUTS = [
   ["↑ ↓ / wheel", "next / previous slice (PgUp/PgDn: 10, Home/End)"],
@@ -17,12 +20,14 @@ export const SHORTCUTS = [
   ["+ − 0 / ctrl+wheel", "zoom in, out, reset zoom and pan"],
   ["shift+drag / middle-drag", "pan"],
   ["right-drag", "window (left-right) and level (up-down)"],
-  ["1 – 5", "window presets: CT brain, soft tissue, lung, bone, MR auto"],
+  ["1 – 5", "window presets: CT brain, soft tissue, lung, bone, auto (percentiles)"],
+  ["d", "measure a distance in mm: click two points on a pane (d or Esc again: stop)"],
   ["r", "radiological / neurological"],
   ["o", "map overlay on / off"],
   ["k", "mask on / off"],
   ["x", "crosshair lines on / off"],
-  ["l", "layout 1×3 / 2×2 with 3D"],
+  ["l", "layout 1×3 / 2×2 with 3D (/ compare, when there are maps to compare)"],
+  ["?", "this help"],
 ];
 
 function group(bar, label, testid) {
@@ -38,13 +43,22 @@ function select(parent, testid, options) {
   return node;
 }
 
+export const LAYOUTS = [
+  ["1x3", "1 × 3"],
+  ["2x2", "2 × 2 with 3D"],
+  ["compare", "compare maps"],
+];
+
 /** Build the toolbar; `on(name, value)` is called on every change. Returns the controls by name. */
 export function buildToolbar(root, on) {
   const bar = el("div", { class: "cv-toolbar" }, root);
   const c = {};
-  c.layout = select(group(bar, "Layout"), "cv-layout", [
-    ["1x3", "1 × 3"],
-    ["2x2", "2 × 2 with 3D"],
+  c.layout = select(group(bar, "Layout"), "cv-layout", LAYOUTS);
+  c.planeGroup = group(bar, "Plane");
+  c.plane = select(c.planeGroup, "cv-compare-plane", [
+    ["axial", "axial"],
+    ["coronal", "coronal"],
+    ["sagittal", "sagittal"],
   ]);
   c.preset = select(group(bar, "Window"), "cv-preset", [...Object.keys(PRESETS), "Custom"].map((n) => [n, n]));
   c.width = el("input", { type: "number", step: "any", class: "cv-num", "data-testid": "cv-width" }, group(bar, "W"));
@@ -67,11 +81,15 @@ export function buildToolbar(root, on) {
   c.crosshair.checked = true;
   c.reset = el("button", { type: "button", text: "Reset view", "data-testid": "cv-reset" }, bar);
   c.export = el("button", { type: "button", text: "PNG", title: "Save what you see as a PNG", "data-testid": "cv-export" }, bar);
-  const help = el("span", { class: "cv-help", text: "?", tabindex: "0", "data-testid": "cv-help" }, bar);
-  help.title = SHORTCUTS.map(([keys, what]) => `${keys}: ${what}`).join("\n");
+  c.measure = el("button", { type: "button", text: "Measure", title: "Measure a distance in mm (d)", "data-testid": "cv-measure" }, bar);
+  c.help = el("button", { type: "button", class: "cv-help", text: "?", title: "Keyboard and mouse (?)", "data-testid": "cv-help" }, bar);
+  c.helpPanel = buildHelp(root, () => on("help", false));
 
   const fire = (name, read) => () => on(name, read());
   c.layout.addEventListener("change", fire("layout", () => c.layout.value));
+  c.plane.addEventListener("change", fire("plane", () => c.plane.value));
+  c.measure.addEventListener("click", fire("measure", () => null));
+  c.help.addEventListener("click", fire("help", () => c.helpPanel.hidden));
   c.preset.addEventListener("change", fire("preset", () => c.preset.value));
   for (const input of [c.width, c.level]) input.addEventListener("input", fire("window", () => [parseFloat(c.width.value), parseFloat(c.level.value)]));
   c.map.addEventListener("change", fire("map", () => parseInt(c.map.value, 10)));
@@ -86,6 +104,22 @@ export function buildToolbar(root, on) {
   c.reset.addEventListener("click", fire("reset", () => true));
   c.export.addEventListener("click", fire("export", () => true));
   return c;
+}
+
+/** The keyboard and mouse help, opened by the "?" button or key; closed by its button, Esc or "?". */
+function buildHelp(root, close) {
+  const panel = el("div", { class: "cv-help-panel", role: "dialog", "aria-label": "Keyboard and mouse", "data-testid": "cv-help-panel" }, root);
+  panel.hidden = true;
+  const head = el("div", { class: "cv-help-head" }, panel);
+  el("strong", { text: "Keyboard and mouse" }, head);
+  el("button", { type: "button", text: "Close", "data-testid": "cv-help-close" }, head).addEventListener("click", close);
+  const table = el("table", {}, panel);
+  for (const [keys, what] of SHORTCUTS) {
+    const row = el("tr", {}, table);
+    el("th", { text: keys }, row);
+    el("td", { text: what }, row);
+  }
+  return panel;
 }
 
 /** Fill a <select> with options [value, text] (keeping the current value when it still exists). */

@@ -4,14 +4,15 @@
 //
 // Rendering is synchronous for keyboard and wheel steps (one pane recomposed) and coalesced to one per
 // animation frame for pointer drags. The state a test may read is on the root element as data-* attributes:
-// data-map-key / data-map-title name the map drawn in the main panes (set after it is drawn, never before),
+// data-map-key / data-map-title name the map drawn in the main panes (set after it is drawn, never before, and
+// at the same moment as the visible title and facts above and below it, which belong to that drawn map only),
 // data-pending-key the map asked for and not drawn yet (empty when none), data-cross the crosshair voxel
 // after the panes were drawn there, data-mask-url the mask drawn, data-ready "1" once the whole image is drawn. Tests wait for these.
 
 import { gridWalk, pixelOf, sliceWalk, voxelIndex, volumeGeometry } from "./geometry.js";
 import { acrossAxis0Strides, composeSlice, greyTable, reorderAcrossAxis0 } from "./compose.js";
 import { el } from "./pane.js";
-import { PRESETS, buildToolbar, setOptions } from "./toolbar.js";
+import { AUTO, CT_PRESETS, PRESETS, buildToolbar, setOptions } from "./toolbar.js";
 import { autoWindow, looksLikeCt, sortedSample, valueRange } from "./intensity.js";
 import { MapSlot, MaskLayer } from "./layers.js";
 import { typedView } from "./store.js";
@@ -20,6 +21,8 @@ import { readoutText } from "./readout.js";
 import { handleKey } from "./keys.js";
 import { layoutMethods } from "./layout.js";
 import { controlMethods } from "./controls.js";
+import { measureMethods } from "./measure.js";
+import { scheduleWrite } from "./urlstate.js";
 
 export class Viewer {
   constructor(parent, store, assets) {
@@ -28,15 +31,20 @@ export class Viewer {
     this.id = Symbol("viewer");
     this.root = el("div", { class: "cv-root", tabindex: "0", "data-testid": "cv-root", "data-ready": "0" }, parent);
     this.controls = buildToolbar(this.root, (name, value) => this.onControl(name, value));
-    this.progressEl = el("div", { class: "cv-progress", "data-testid": "cv-progress" }, this.root);
+    const head = el("div", { class: "cv-head" }, this.root);
+    // The title of the map on the panes, and below it what is being computed: one never stands for the other.
+    this.titleEl = el("div", { class: "cv-title", "data-testid": "cv-title", text: "" }, head);
+    this.progressEl = el("div", { class: "cv-progress", "data-testid": "cv-progress" }, head);
     this.grid = el("div", { class: "cv-grid" }, this.root);
+    this.compareEl = el("div", { class: "cv-compare", "data-testid": "cv-compare" }, this.root);
+    this.compareEl.hidden = true;
     this.readoutEl = el("div", { class: "cv-readout", "data-testid": "cv-readout", text: "Loading the image…" }, this.root);
     const legend = el("div", { class: "cv-legend" }, this.root);
     this.barCanvas = el("canvas", { class: "cv-colourbar", width: "256", height: "12" }, legend);
     this.legendEl = el("div", { class: "cv-legend-text", "data-testid": "cv-legend" }, legend);
-    this.compareEl = el("div", { class: "cv-compare" }, this.root);
+    this.factsEl = el("ul", { class: "cv-facts", "data-testid": "cv-facts" }, this.root);
     this.s = { layout: "1x3", maximised: null, active: "axial", radiological: true, overlay: true, opacity: 0.5, threshold: 0.2,
-      colourmap: "inferno", mapIndex: 0, mask: true, maskMode: "outline", crosshair: true, width: 1, level: 0, preset: "MR auto" };
+      colourmap: "inferno", mapIndex: 0, mask: true, maskMode: "outline", crosshair: true, width: 1, level: 0, preset: AUTO };
     this.panes = {};
     this.comparePanes = [];
     this.views = {};
@@ -63,7 +71,8 @@ export class Viewer {
     const anatomyChanged = !this.data || this.data.anatomy.url !== data.anatomy.url;
     this.data = data;
     if (anatomyChanged) this.loadAnatomy(data);
-    this.setMaps(data.maps || []);
+    if (!this.slots.length && !(data.maps || []).length) this.drawnShown = undefined; // the message may have changed
+    this.setMaps(data.maps || [], data.options?.compare_plane);
     this.mask.request(data.mask || null);
     this.controls.maskGroup.hidden = !data.mask;
   }
@@ -78,11 +87,19 @@ export class Viewer {
       colourmap: opts.colourmap || "inferno", layout: opts.layout || "1x3", maximised: null,
     });
     if (opts.cache_mb) this.store.budget = opts.cache_mb * 1024 * 1024;
+    // A shared link's view (crosshair, window, opacity), validated by the server: the first view of this image.
+    const view = opts.view || {};
+    if (Number.isFinite(view.opacity)) this.s.opacity = Math.min(1, Math.max(0, view.opacity));
     this.geom = volumeGeometry(desc.shape, desc.affine);
     this.anatomy = { desc, data: null, scale: desc.scale ?? 1, inter: desc.inter ?? 0 };
     this.s.active = this.geom.planes[0];
     this.cross = this.geom.dims.map((n) => n >> 1);
     this.userMovedCrosshair = false;
+    if (Array.isArray(view.cross) && view.cross.length === 3) {
+      this.cross = voxelIndex(this.geom, view.cross);
+      this.userMovedCrosshair = true; // the link's slice wins over the map's peak
+    }
+    this.measurement = null;
     this.windowByUser = false;
     this.buildPanes();
     this.syncControls();
@@ -134,27 +151,43 @@ export class Viewer {
     setTimeout(chunk, 0);
   }
 
-  /** The first window: the server's if given, else CT soft tissue for CT, else MR auto (percentiles). */
+  /** The first window: a shared link's, else the server's if given, else CT soft tissue for CT, else auto. */
   setInitialWindow(data) {
     if (!data.length) return false;
     const { scale, inter } = this.anatomy;
     const sorted = sortedSample(data, scale, inter);
     this.range = valueRange(sorted);
     this.auto = autoWindow(sorted);
-    const given = this.data.window;
+    this.isCt = looksLikeCt(sorted);
+    setOptions(this.controls.preset, [...Object.keys(PRESETS), "Custom"].filter((n) => this.presetAllowed(n)).map((n) => [n, n]));
+    const given = this.data.options?.view?.window ? { width: this.data.options.view.window[0], level: this.data.options.view.window[1] } : this.data.window;
     if (given && given.width > 0) this.setWindow(given.width, given.level, given.preset || "Custom", false);
-    else if (looksLikeCt(sorted)) this.setWindow(...PRESETS["CT soft tissue"], "CT soft tissue", false);
-    else this.setWindow(this.auto.width, this.auto.level, "MR auto", false);
+    else if (this.isCt) this.setWindow(...PRESETS["CT soft tissue"], "CT soft tissue", false);
+    else this.setWindow(this.auto.width, this.auto.level, AUTO, false);
     return true;
   }
 
-  setMaps(entries) {
+  /** Hounsfield presets are offered for 3D images and for 2D images that are CT; "auto" always. */
+  presetAllowed(name) {
+    return !CT_PRESETS.includes(name) || !this.geom?.is2d || Boolean(this.isCt);
+  }
+
+  /** The maps: the first overlaid on the main panes; with two or more, the compare layout opens on them. */
+  setMaps(entries, comparePlane) {
+    const before = this.slots.length;
     while (this.slots.length > entries.length) this.slots.pop().dispose();
     while (this.slots.length < entries.length) this.slots.push(new MapSlot(this.store, (slot) => this.onSlot(slot)));
     entries.forEach((entry, n) => this.slots[n].request(entry));
     setOptions(this.controls.map, entries.map((entry, n) => [n, entry.title || `map ${n + 1}`]));
     this.controls.mapGroup.hidden = entries.length < 2;
     this.s.mapIndex = Math.min(this.s.mapIndex, Math.max(0, entries.length - 1));
+    if (entries.length >= 2 && before < 2 && this.s.layout !== "compare") {
+      this.layoutBeforeCompare = this.s.layout;
+      this.s.layout = "compare";
+      this.s.maximised = null;
+    } else if (entries.length < 2 && this.s.layout === "compare") this.s.layout = this.layoutBeforeCompare || "1x3";
+    if (comparePlane && this.panes[comparePlane] && entries.length >= 2 && before < 2) this.s.active = comparePlane;
+    this.syncControls();
     this.buildComparePanes();
     this.showProgress();
   }
@@ -178,12 +211,20 @@ export class Viewer {
     this.root.setAttribute("data-pending-key", this.slots[this.s.mapIndex]?.pendingKey() ?? "");
   }
 
-  /** After the main panes were drawn: which map, if any, is on them now. */
+  /** After the main panes were drawn: which map, if any, is on them now; its title and facts with it. */
   markDrawn() {
     const drawn = this.anatomy?.data ? this.slots[this.s.mapIndex]?.shown : null;
+    if (this.drawnShown !== drawn) {
+      this.drawnShown = drawn;
+      this.titleEl.textContent = drawn ? drawn.title : this.slots.length ? "" : this.data?.message || "no map for this image yet";
+      this.factsEl.innerHTML = "";
+      for (const fact of drawn ? drawn.facts : []) el("li", { text: fact }, this.factsEl);
+      for (const warning of drawn ? drawn.warnings : []) el("li", { class: "cv-warn", text: warning }, this.factsEl);
+    }
     this.root.setAttribute("data-map-key", drawn ? drawn.key : "");
     this.root.setAttribute("data-map-title", drawn ? drawn.title : "");
     this.root.setAttribute("data-map-url", drawn ? drawn.desc.url : "");
+    this.root.setAttribute("data-map-peak", drawn ? String(drawn.peak) : "");
     this.root.setAttribute("data-pending-key", this.slots[this.s.mapIndex]?.pendingKey() ?? "");
     this.root.setAttribute("data-cross", this.cross ? this.cross.join(",") : "");
     this.root.setAttribute("data-mask-url", this.anatomy?.data && this.mask.shown ? this.mask.shown.desc.url : "");
@@ -230,6 +271,13 @@ export class Viewer {
     }
     const anatomy = { data, walk, gain, bias, lut: this.grey?.lut, lutOffset: this.grey?.offset };
     const layer = this.mapLayer(pane.mapIndex ?? this.s.mapIndex);
+    if (pane.mapIndex !== undefined) {
+      // A compare pane is titled by the map it draws, as the main title is; a pending one says so.
+      const slot = this.slots[pane.mapIndex];
+      const model = slot?.shown?.model ? ` — ${slot.shown.model}` : "";
+      pane.titleEl.textContent = slot?.shown ? `${slot.shown.title}${model}` : `computing ${slot?.title ?? ""}…`;
+      pane.root.setAttribute("data-map-key", slot?.shown ? slot.shown.key : "");
+    }
     const map = layer && { ...layer, data: layer.map.data, dims: layer.map.dims, grid: gridWalk(this.geom, walk, layer.map.inverse) };
     const m = this.mask.shown;
     const mask = m && this.s.mask ? { ...m, grid: gridWalk(this.geom, walk, m.inverse), alpha: 0.45, outline: this.s.maskMode === "outline" } : null;
@@ -237,6 +285,7 @@ export class Viewer {
     pane.commit();
     pane.renderedSlice = slice;
     this.placeCrosshair(pane);
+    if (this.measurement) this.showMeasure();
   }
 
   placeCrosshair(pane) {
@@ -253,6 +302,7 @@ export class Viewer {
     this.showReadout();
     if (this.render3d && !this.view3d.hidden) this.render3d.update();
     this.markDrawn();
+    scheduleWrite(this);
   }
 
   /** Move the crosshair; re-compose only the panes whose slice changed. */
@@ -268,6 +318,7 @@ export class Viewer {
     this.showReadout();
     if (this.render3d && !this.view3d.hidden) this.render3d.crosshairMoved();
     this.root.setAttribute("data-cross", this.cross.join(","));
+    scheduleWrite(this);
   }
 
   step(plane, delta) {
@@ -307,4 +358,4 @@ export class Viewer {
 
 }
 
-Object.assign(Viewer.prototype, layoutMethods, controlMethods);
+Object.assign(Viewer.prototype, layoutMethods, controlMethods, measureMethods);
