@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from explain import __version__
@@ -32,12 +33,6 @@ STATIC = ROOT / "static"  # served at app/static/ (server.enableStaticServing)
 CASE_DIR = os.environ.get("CAMVIEWER_CASE_DIR", "")
 MODEL_DIR = os.environ.get("CAMVIEWER_MODEL_DIR", "")  # model folders and bundles offered by name (nnU-Net, MONAI)
 BATCH_DIR = os.environ.get("CAMVIEWER_BATCH_DIR", "")  # cohort runs (python -m explain batch) to open as worklists
-STAGES = {
-    "preprocess": "preparing the input",
-    "forward": "forward pass",
-    "gradients": "gradients",
-    "mapping": "mapping",
-}
 LOG = logging.getLogger("camviewer")
 
 
@@ -49,7 +44,9 @@ class Page:
     model: str | None = None  # identity (file + effective card) of the model on screen
     choices: Choices = field(default_factory=Choices)
     shown: str | None = None  # request key of the map on screen
-    history: list[tuple[str, str]] = field(default_factory=list)  # (request key, title) for comparison
+    history: list = field(default_factory=list)  # explain.policy.Shown: maps seen, for comparison
+    case_name: str | None = None  # the image and model as the page names them (the URL uses these names)
+    model_name: str | None = None
 
 
 # ----------------------------------------------------------------------------- server-side stores
@@ -131,13 +128,15 @@ def prediction(volume_hash: str, model_identity: str, _model, _volume):
 
 
 # ----------------------------------------------------------------------------- sidebar: inputs
-def choose_volume(errors: list[str]):
+def choose_volume(page: Page, errors: list[str], status):
     from explain.io.volume import safe_name
+    from explain.share import upload_name
 
     st.sidebar.header("1 · Image")
     sources = [*SAMPLE_CASES, "Upload an image"] + (["Case folder"] if CASE_DIR else [])
     sources += ["Worklist (cohort run)"] if BATCH_DIR else []
     source = st.sidebar.radio("Source", sources, key="volume_source", on_change=match_sample_model)
+    page.case_name = source if source in SAMPLE_CASES else None
     try:
         if source in SAMPLE_CASES:
             path = SAMPLE_CASES[source].image
@@ -149,6 +148,7 @@ def choose_volume(errors: list[str]):
             pick = st.sidebar.selectbox("Case", cases, format_func=lambda p: p.name, key="case_pick")
             if pick is None:
                 return None
+            page.case_name = pick.name
             stamp = f"{pick}:{pick.stat().st_mtime}"
             return volume_choice(volume_from_path(str(pick), stamp, chosen_index(stamp)), stamp)
         uploads = st.sidebar.file_uploader(
@@ -156,17 +156,54 @@ def choose_volume(errors: list[str]):
             key="volume_upload", accept_multiple_files=True,
         )  # fmt: skip
         if not uploads:
-            st.sidebar.info("Upload an image to begin.")
-            return None
+            return from_link("case", stores()["volumes"], "image", page)
         raws = tuple(u.getvalue() for u in uploads)
+        reading(status, "volume", tuple(digest(r) for r in raws), f"Reading the image ({_size(raws)})…")
         if len(raws) > 1:
             names = tuple(safe_name(u.name) for u in uploads)
-            return case_from_uploads(tuple(digest(r) for r in raws), names, raws)
-        key = digest(raws[0])
-        return volume_choice(volume_from_upload(key, chosen_index(key), safe_name(uploads[0].name), raws[0]), key)
+            volume = case_from_uploads(tuple(digest(r) for r in raws), names, raws)
+        else:
+            key = digest(raws[0])
+            volume = volume_choice(volume_from_upload(key, chosen_index(key), safe_name(uploads[0].name), raws[0]), key)
+        page.case_name = upload_name(volume.content_hash)
+        return volume
     except InputError as e:
         errors.append(f"This image could not be opened: {plain(e)}")
     return None
+
+
+def _size(raws) -> str:
+    total = sum(len(r) for r in raws)
+    return f"{total / 2**20:.0f} MB" if total >= 2**20 else f"{total / 2**10:.0f} kB"
+
+
+def reading(status, what: str, digests: tuple, sentence: str) -> None:
+    """Say what is being read, where the user looks, the first time a file is read in this session."""
+    seen = st.session_state.setdefault("read_files", set())
+    if (what, digests) not in seen:
+        seen.add((what, digests))
+        status.info(sentence)
+
+
+def from_link(kind: str, store, what: str, page: Page):
+    """An upload a shared link names (`upload:<hash>`): still on the server, or one sentence asking for the file."""
+    from explain.share import upload_hash, upload_name
+
+    wanted = upload_hash(st.session_state.get(f"link_{kind}"))
+    if wanted is None:
+        st.sidebar.info(f"Upload {'an image' if kind == 'case' else 'a model file'} to begin.")
+        return None
+    found = store.get(wanted)
+    if found is None:
+        st.sidebar.warning(f"The {what} this link names (an upload, {wanted[:12]}…) is no longer on the server; "
+                           f"please upload the file again.")  # fmt: skip
+        return None
+    st.sidebar.caption(f"The {what} this link names: an upload still on the server ({wanted[:12]}…).")
+    if kind == "case":
+        page.case_name = upload_name(wanted)
+    else:
+        page.model_name = upload_name(wanted)
+    return found
 
 
 def match_sample_model() -> None:
@@ -212,14 +249,16 @@ def preprocessing_form(has_card: bool, program_shape: tuple | None) -> tuple[dic
     return card, (card if override else None)
 
 
-def choose_model(errors: list[str]):
+def choose_model(page: Page, errors: list[str], status):
     from explain.io.volume import safe_name
     from explain.models.load import apply_card
     from explain.policy import SERVER_MODELS, UPLOAD_MODEL, UPLOAD_WEIGHTS
+    from explain.share import upload_name
 
     st.sidebar.header("2 · Model")
     options = [*SAMPLE_MODELS, UPLOAD_MODEL, UPLOAD_WEIGHTS] + ([SERVER_MODELS] if MODEL_DIR else [])
     source = st.sidebar.radio("Source", options, key="model_source")
+    page.model_name = source if source in SAMPLE_MODELS else None
     try:
         if source in SAMPLE_MODELS:
             sample = SAMPLE_MODELS[source]
@@ -233,6 +272,7 @@ def choose_model(errors: list[str]):
                 st.sidebar.info("The model folder holds no model folders, bundles or .pt2 files.")
                 return None
             path = offered[pick]
+            page.model_name = pick
             loaded = apply_card(model_file(f"{path}:{path.stat().st_mtime}", None, "{}", pick, str(path)))
         else:
             upload = st.sidebar.file_uploader("Model file", key="model_upload")
@@ -247,13 +287,15 @@ def choose_model(errors: list[str]):
                 except (ValueError, RecursionError) as e:
                     raise InputError(f"the network arguments are not valid JSON ({type(e).__name__})") from e
             if upload is None:
-                st.sidebar.info("Upload a model file.")
                 preprocessing_form(False, None)
-                return None
+                return from_link("model", stores()["models"], "model", page)
             raw = upload.getvalue()
+            reading(status, "model", (digest(raw),), f"Reading the model file {safe_name(upload.name, 'model')!r} "
+                                                       f"({_size([raw])}): checking it before anything runs…")  # fmt: skip
             mf = model_file(digest(raw), arch, kwargs, safe_name(upload.name, "model"), raw)
             defaults, overrides = preprocessing_form(mf.card is not None, mf.input_shape)
             loaded = apply_card(mf, defaults, overrides)
+            page.model_name = upload_name(loaded.identity)
         describe_model(loaded)
         stores()["models"].put(loaded.identity, loaded)
         return loaded
@@ -387,8 +429,10 @@ def choose_settings(page: Page, model, probabilities) -> tuple[Choices, list[str
         target_name=st.session_state.get("w_target", page.choices.target_name),
         block=st.session_state.get("w_block", page.choices.block),
         head=page.choices.head,
+        model=st.session_state.get("choices_model"),  # the model the widgets' values were chosen for
     )
     choices, notes = reconcile(asked, model, layers, names, probabilities)
+    st.session_state["choices_model"] = model.identity
     for key, value in (("w_method", choices.method), ("w_layer", choices.layer), ("w_target", choices.target_name)):
         st.session_state[key] = value
     st.sidebar.header("4 · Explanation")
@@ -420,29 +464,40 @@ def make(model, volume, choices: Choices, probabilities):
     return request, request_title(request.method, request.layers, request.block, choices.target_name, window)
 
 
-def compute_map(model, volume, request):
-    """Compute (or fetch) a request; the viewer follows the stages through its status file."""
+def status_key(request_key: str, mask_id: str | None) -> str:
+    """The viewer polls one status per map and overlay: its facts include the scores against that overlay."""
+    return f"{request_key}|overlay:{mask_id or ''}"
+
+
+def compute_map(model, volume, request, title: str, mask, mask_id: str | None, bar=None):
+    """Compute (or fetch) a request. The viewer follows the stages through its status file and receives the map
+    with its facts; `bar` (a Streamlit progress bar) follows them too, which lets a Stop press end the run there."""
     from explain.report import append_audit, record
     from explain.request import compute
     from viewer.status import write_status
 
-    key = request.key()
-    write_status(STATIC, key, "queued", "preparing the input")
+    key, skey = request.key(), status_key(request.key(), mask_id)
+    write_status(STATIC, skey, "queued", "preparing the input")
     stages = {"preprocess": ("queued", "preparing the input")}
+    words = {"preprocess": "preparing the input", "forward": "running the model", "gradients": "computing gradients",
+             "mapping": "mapping onto the image"}  # fmt: skip
 
     def report(stage: str, done: int = 0, total: int = 0) -> None:
         if stage == "windows":
-            write_status(STATIC, key, "windows", f"{done} of {total}")
+            write_status(STATIC, skey, "windows", f"{done} of {total}")
         else:
-            write_status(STATIC, key, *stages.get(stage, (stage, "")))
+            write_status(STATIC, skey, *stages.get(stage, (stage, "")))
+        if bar is not None:  # a Streamlit call: where a Stop press (or any other widget) interrupts the run
+            line = f"window {done} of {total}" if stage == "windows" else words.get(stage, stage)
+            bar.progress(done / total if stage == "windows" and total else 0.0, text=f"Computing {title}: {line}…")
 
     try:
         result, cached = compute(
             request, model, volume, cache=stores()["cams"], progress=report,
-            on_wait=lambda: write_status(STATIC, key, "queued", "waiting for the device: another map is computing"),
+            on_wait=lambda: write_status(STATIC, skey, "queued", "waiting for the device: another map is computing"),
         )  # fmt: skip
     except InputError as e:
-        write_status(STATIC, key, "failed", str(e))
+        write_status(STATIC, skey, "failed", str(e))
         raise
     if not cached:
         stores()["stats"]["engine_calls"] += 1
@@ -451,8 +506,24 @@ def compute_map(model, volume, request):
             STATE_DIR / "audit.jsonl", record(request, result, request.layers[0] if request.layers else "", target)
         )
     stores()["requests"].put(key, (request, result))
-    write_status(STATIC, key, "done", map=published_map(key, chosen(request, result)))
+    facts, warnings = map_facts(model, volume, request, result, mask, mask_id)
+    write_status(STATIC, skey, "done", map=published_map(key, chosen(request, result)), facts=facts, warnings=warnings)
     return result, cached
+
+
+def map_facts(model, volume, request, result, mask, mask_id: str | None) -> tuple[list[str], list[str]]:
+    """The facts the viewer shows beside a map once it is drawn (kept per map and overlay)."""
+    from explain.policy import score_word
+    from explain.report import map_facts as facts_of
+    from explain.trust.localisation import localise, target_mask
+
+    key = f"facts:{status_key(request.key(), mask_id)}"
+    found = stores()["published"].get(key)
+    if found is None:
+        cam = chosen(request, result)
+        scores = localise(cam.cam, target_mask(mask, cam.target), 0.5).to_dict() if mask is not None else None
+        found = stores()["published"].put(key, facts_of(result, cam, score_word(model), scores))
+    return found
 
 
 def published_map(key: str, cam):
@@ -482,63 +553,202 @@ def anatomy(volume):
 def main() -> None:
     st.set_page_config(page_title="camviewer", layout="wide")
     page = st.session_state.setdefault("page", Page())
-    st.title("camviewer")
-    st.caption("Where did the model look? Grad-CAM family and ViT attention on 3D volumes and 2D images.")
+    read_link(page)
+    # Room for the viewer: Streamlit's default page margins would take a quarter of a 1400 px window.
+    st.html("<style>[data-testid='stMainBlockContainer']{padding:1.2rem 1.5rem 3rem;}</style>")
+    st.markdown("**camviewer** · where did the model look? Grad-CAM family and ViT attention on 3D volumes and 2D "
+                "images.")  # fmt: skip
+    # Fixed places, created first: a new run replaces the last run's panels at once instead of leaving another
+    # image's checks on screen while it works.
+    status = st.empty()  # what runs now (reading a file, computing a map), with its progress and Stop
+    notes = Notes()  # errors, warnings and notes of this run
+    view = st.container()  # the viewer, the compare picker and the layer montage
+    below = st.empty()  # the panels of the map on screen: prediction, exports, checks
     errors: list[str] = []
-    volume, model = choose_volume(errors), None
+    volume, model = choose_volume(page, errors, status), None
     if st.session_state.get("volume_source", "").startswith("Worklist"):
         volume, model = open_from_worklist(errors) or (None, None)
     else:
-        model = choose_model(errors)
+        model = choose_model(page, errors, status)
     mask, mask_names = choose_mask(volume, model, errors) if volume is not None else (None, None)
     if volume is not None and model is not None:
         volume = match_channels(volume, model, errors)
+    status.empty()
     for message in errors:
-        st.error(message)
+        notes.add("error", message)
     if volume is None:
-        show_last(page)
+        with view:
+            show_last(page)
         return
+    mask_id = None if mask is None else digest(np.ascontiguousarray(mask).tobytes())  # the scores depend on it
     for warning in volume.warnings:
-        st.warning(plain(warning))
-    left, right = st.columns([3, 1])
+        notes.add("warning", plain(warning))
     try:
         if model is None:
             raise InputError("choose a model to compute a map; the image is shown meanwhile")
+        from explain.domain import domain_warnings
         from explain.models.loaded import check_fit
+        from explain.policy import has_no_map, no_map_sentence
 
         check_fit(model, volume.ndim, volume.source, volume.n_channels)
         probabilities = prediction(volume.content_hash, model.identity, model, volume)
-        choices, notes = choose_settings(page, model, probabilities)
-        for note in notes:
-            st.info(plain(note))
+        choices, choice_notes = choose_settings(page, model, probabilities)
+        for note in choice_notes:
+            notes.add("info", plain(note))
+        for warning in domain_warnings(model.card, volume) + untrained_warning(model):
+            notes.add("warning", plain(warning))
         request, title = make(model, volume, choices, probabilities)
     except InputError as e:
         if model is not None:
-            st.error(f"The map could not be computed: {plain(e)}")
-        with left:  # anatomy first, and the last map of this image if there is one
+            notes.add("error", f"The map could not be computed: {plain(e)}")
+        with view:  # anatomy first, and the last map of this image if there is one
             viewer(page, volume, None, None, mask, mask_names)
+        write_link(page, None)
         return
-    with left:
-        st.markdown(f"**{plain(title)}**", help="method · layer · target class")
-        viewer(page, volume, request, title, mask, mask_names)
-        if not request.layers or st.button("Compare every layer at this depth (one engine pass)", key="montage"):
-            st.session_state["montage_for"] = request.key() if request.layers else None
+    write_link(page, choices)
+    if has_no_map(model, choices.target_name):  # labelled so in the list; never computed
+        notes.add("info", plain(no_map_sentence(choices.target_name)))
+        with view:
+            viewer(page, volume, None, None, mask, mask_names, message=f"{choices.target_name}: no map")
+        return
+    with view:
+        viewer(page, volume, request, title, mask, mask_names, mask_id)
+        compare_controls(page, volume, request)
+    if st.session_state.get("stopped") == request.key():
+        stopped(status, request, title, mask_id)
+        return
     try:
-        result, cached = compute_map(model, volume, request)
+        found = stores()["requests"].get(request.key())
+        bar = None
+        if found is None:  # a map to compute: progress where the user looks, and a way to stop it
+            with status.container():
+                bar = st.progress(0.0, text=f"Computing {title}…")
+                st.button("Stop", key="stop_map", on_click=stop, args=(request.key(),))
+        result, cached = compute_map(model, volume, request, title, mask, mask_id, bar)
+        status.empty()
+        montage_maps(page, volume, request)
     except InputError as e:
-        st.error(f"The map could not be computed: {plain(e)}")
-        st.info("The viewer keeps the last map it showed.")
+        status.empty()
+        notes.add("error", f"The map could not be computed: {plain(e)}")
+        notes.add("info", "The viewer keeps the last map it showed.")
         return
+    from explain.policy import Shown
+
     page.volume, page.model, page.choices, page.shown = volume.content_hash, model.identity, choices, request.key()
-    page.history = remember(page.history, request.key(), title)
-    with right:
-        prediction_panel(model, result, chosen(request, result), cached)
-    exports(volume, model, request, result)
-    checks(model, volume, request, result, mask)
+    page.history = remember(page.history, Shown(request.key(), title, volume.content_hash, page.model_name or ""))
+    with below.container():
+        left, middle, right = st.columns([2, 2, 3])
+        with left:
+            prediction_panel(model, result)
+        with middle:
+            exports(volume, model, request, result, title, mask_id)
+        with right:
+            checks(model, volume, request, result, title)
 
 
-def viewer(page: Page, volume, request, title: str | None, mask, mask_names=None) -> None:
-    """The slice viewer: anatomy now, the map when ready (pending), compare maps, and the mask."""
+class Notes:
+    """The run's errors, warnings and notes in one place near the top; the last run's go as this run starts."""
+
+    def __init__(self) -> None:
+        self.slot = st.empty()
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, kind: str, text: str) -> None:
+        self.items.append((kind, text))
+        with self.slot.container():
+            for k, t in self.items:
+                getattr(st, k)(t)
+
+
+def stop(key: str) -> None:
+    st.session_state["stopped"] = key
+
+
+def stopped(status, request, title: str, mask_id: str | None) -> None:
+    """A map the user stopped: said so (the viewer keeps the map it had), until they ask for it again."""
+    from viewer.status import write_status
+
+    write_status(STATIC, status_key(request.key(), mask_id), "stopped")
+    with status.container():
+        st.warning(plain(f"Stopped: {title} was not computed. The viewer keeps the map it had."))
+        st.button("Compute this map", key="resume_map", on_click=lambda: st.session_state.pop("stopped", None))
+
+
+def untrained_warning(model) -> list[str]:
+    from explain.trust.untrained import untrained_warning as warning_for
+
+    key = f"untrained:{model.identity}"
+    found = stores()["published"].get(key)
+    if found is None:
+        found = stores()["published"].put(key, [warning_for(model.module) or ""])
+    return [found[0]] if found[0] else []
+
+
+# ----------------------------------------------------------------------------- the link
+def read_link(page: Page) -> None:
+    """Once per session: a shared link's case, model, method, layer and target become the first choices, and its
+    crosshair, window and opacity the viewer's first view of that case. Names are looked up, never opened."""
+    from explain.share import page_choices, upload_hash, view_of
+
+    if st.session_state.get("link_read"):
+        return
+    st.session_state["link_read"] = True
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    wanted = page_choices(params)
+    case, model = wanted.get("case"), wanted.get("model")
+    if case in SAMPLE_CASES:
+        st.session_state["volume_source"] = case
+    elif upload_hash(case):
+        st.session_state.update(volume_source="Upload an image", link_case=case)
+    elif case and CASE_DIR:
+        found = [p for p in Path(CASE_DIR).iterdir() if p.name == case and not p.name.startswith(".")]
+        if found:
+            st.session_state.update(volume_source="Case folder", case_pick=found[0])
+    if model in SAMPLE_MODELS:
+        st.session_state["model_source"] = model
+    elif upload_hash(model):
+        from explain.policy import UPLOAD_MODEL
+
+        st.session_state.update(model_source=UPLOAD_MODEL, link_model=model)
+    elif model and MODEL_DIR:
+        from explain.models.files import list_models
+        from explain.policy import SERVER_MODELS
+
+        if model in list_models(MODEL_DIR):
+            st.session_state.update(model_source=SERVER_MODELS, server_model=model)
+    page.choices = Choices(method=wanted.get("method"), layer=wanted.get("layer"), target_name=wanted.get("target"))
+    view = view_of(params)
+    if view:
+        st.session_state["link_view"] = {"case": case, **view}
+
+
+def write_link(page: Page, choices: Choices | None) -> None:
+    """The page's part of the URL: what is on screen, by the names the page lists (the viewer adds its view)."""
+    from explain.share import PAGE_KEYS, with_page
+
+    wanted = {"case": page.case_name, "model": page.model_name}
+    if choices is not None:
+        wanted |= {"method": choices.method, "layer": choices.layer, "target": choices.target_name}
+    current = {k: st.query_params.get_all(k) for k in st.query_params}
+    new = with_page(current, wanted)
+    if {k: v for k, v in new.items() if k in PAGE_KEYS} != {k: current[k][-1] for k in PAGE_KEYS if current.get(k)}:
+        st.query_params.from_dict(new)
+
+
+def link_view(page: Page, volume) -> dict | None:
+    """The shared link's view, for the case it named, until another case is opened."""
+    view = st.session_state.get("link_view")
+    if view is None:
+        return None
+    if view.get("case") != page.case_name:
+        st.session_state.pop("link_view", None)
+        return None
+    return {k: v for k, v in view.items() if k != "case"}
+
+
+# ----------------------------------------------------------------------------- the viewer and its maps
+def viewer(page: Page, volume, request, title, mask, mask_names=None, mask_id=None, message: str = "") -> None:
+    """The slice viewer: anatomy now, the map when ready (with its facts), the maps picked for comparison."""
     import numpy as np
 
     from viewer.component import camviewer, camviewer_payload
@@ -549,111 +759,191 @@ def viewer(page: Page, volume, request, title: str | None, mask, mask_names=None
     if request is not None:
         key = request.key()
         found = stores()["requests"].get(key)
-        maps.append((title, published_map(key, chosen(*found)), key) if found else pending_map(STATIC, key, title))
-        maps += compare_maps(page, volume, request)
+        if found:
+            facts, warnings = map_facts(stores()["models"].get(request.model), volume, *found, mask, mask_id)
+            maps.append(map_entry(title, key, published_map(key, chosen(*found)), facts, warnings))
+        else:
+            maps.append(pending_map(STATIC, status_key(key, mask_id), title, key=key))
+        maps[0]["model"] = page.model_name or ""
+        maps += compared(page, volume, request)
     elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
-        title = page.history[-1][1] if page.history else "last map"
-        maps.append((title, published_map(page.shown, chosen(*found)), page.shown))
+        last = page.history[-1] if page.history else None
+        maps.append(
+            map_entry(last.title if last else "last map", page.shown, published_map(page.shown, chosen(*found)))
+        )
     labels = None
     if mask is not None:
         labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
-    camviewer(camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=mask_names),
-              key="camviewer")  # fmt: skip
+    payload = camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=mask_names)
+    payload["options"]["view"] = link_view(page, volume)
+    payload["message"] = message
+    camviewer(payload, key="camviewer")
 
 
-def compare_maps(page: Page, volume, request) -> list:
-    """Earlier maps of this image the user picked, and every layer at this depth when asked: side by side."""
+def map_entry(title: str, key: str, published, facts=(), warnings=(), model: str = "") -> dict:
+    return {"title": title, "key": key, "model": model, "facts": list(facts), "warnings": list(warnings),
+            **published.to_dict()}  # fmt: skip
+
+
+def compared(page: Page, volume, request) -> list:
+    """The earlier maps of this image the user picked, and every layer at this depth when asked: side by side."""
     out = []
-    others = [h for h in page.history if h[0] != request.key()]
-    picked = st.multiselect(
-        "Compare side by side with earlier maps", others, format_func=lambda h: h[1], max_selections=3,
-        key="compare_pick",
-    )  # fmt: skip
-    for key, other_title in picked:
-        found = stores()["requests"].get(key)
-        if found is not None and found[0].volume == volume.content_hash:
-            out.append((other_title, published_map(key, chosen(*found)), key))
-    if st.session_state.get("montage_for") == request.key():
-        out += montage(volume, request)
+    keys = {h.key: h for h in page.history}
+    for key in st.session_state.get("compare_pick") or []:
+        shown, found = keys.get(key), stores()["requests"].get(key)
+        if shown is not None and found is not None and shown.volume == volume.content_hash:
+            out.append(map_entry(shown.title, key, published_map(key, chosen(*found)), model=shown.model_name))
+    if st.session_state.get("montage_for") == request.key() and request.layers:
+        out += montage_entries(page, volume, request)
     return out
 
 
-def montage(volume, request) -> list:
-    """Every gradient layer at the depth of the one shown, from one engine pass (cached)."""
+def compare_controls(page: Page, volume, request) -> None:
+    """Pick earlier maps of this image to compare (by model, method, layer and class), or the layer montage."""
+    from explain.policy import comparable
+
+    offered = comparable(page.history, volume.content_hash, request.key())
+    labels = {h.key: h.label for h in offered}
+    kept = [k for k in st.session_state.get("compare_pick") or [] if k in labels]
+    if kept != (st.session_state.get("compare_pick") or []):
+        st.session_state["compare_pick"] = kept
+    c1, c2 = st.columns([3, 1])
+    c1.multiselect(
+        "Compare side by side with earlier maps of this image (up to 3)", list(labels), format_func=labels.get,
+        max_selections=3, key="compare_pick",
+        placeholder="Earlier maps of this image appear here" if labels else "No earlier map of this image yet",
+    )  # fmt: skip
+    if request.layers:
+        c2.button("Compare every layer at this depth", key="montage", on_click=ask_montage, args=(request.key(),),
+                  help="Every layer at the depth of this one, for this class, from one engine pass.")  # fmt: skip
+
+
+def ask_montage(key: str) -> None:
+    st.session_state["montage_for"] = key  # set before the next run starts: the first click shows the montage
+
+
+def montage_request(volume, request):
     from dataclasses import replace
 
     from explain.cam.layers import model_layers
-    from explain.policy import method_label, montage_layers
+    from explain.policy import montage_layers
 
     model = stores()["models"].get(request.model)
-    multi = replace(request, layers=tuple(montage_layers(model_layers(model)[0], request.layers[0])))
-    result, _ = compute_map(model, volume, multi)
-    target = request.targets[0] if isinstance(request.targets, tuple) else result.predicted
+    return model, replace(request, layers=tuple(montage_layers(model_layers(model)[0], request.layers[0])))
+
+
+def montage_entries(page: Page, volume, request) -> list:
+    """Every gradient layer at the depth of the one shown: drawn when computed (after the map on screen)."""
+    from explain.policy import method_label
+    from viewer.status import pending_map
+
+    model, multi = montage_request(volume, request)
+    found = stores()["requests"].get(multi.key())
+    target = request.targets[0]
     out = []
-    for r in result.results:
-        if r.target == target and r.layer != request.layers[0]:
-            title = f"{method_label(r.method)} · {r.layer} · {r.target_name}"
-            key = f"{multi.key()}:{r.layer}:{r.target}"
-            out.append((title, published_map(key, r), key))
+    for layer in multi.layers:
+        if layer == request.layers[0]:
+            continue
+        key = f"{multi.key()}:{layer}:{target}"
+        title = f"{method_label(request.method)} · {layer} · {st.session_state.get('w_target')}"
+        if found is not None:
+            cam = found[1].get(layer, target)
+            out.append(map_entry(title, key, published_map(key, cam), model=page.model_name or ""))
+        else:
+            out.append({**pending_map(STATIC, key, title), "model": page.model_name or ""})
     return out
 
 
-def prediction_panel(model, result, cam, cached: bool) -> None:
+def montage_maps(page: Page, volume, request) -> None:
+    """Compute the montage asked for (one engine pass) and hand each layer's map to the viewer."""
+    from viewer.status import write_status
+
+    if st.session_state.get("montage_for") != request.key() or not request.layers:
+        return
+    model, multi = montage_request(volume, request)
+    if stores()["requests"].get(multi.key()) is not None:
+        return
+    result, _ = compute_map(model, volume, multi, "the layer montage", None, None)
+    target = request.targets[0]
+    for layer in multi.layers:
+        if layer != request.layers[0]:
+            key = f"{multi.key()}:{layer}:{target}"
+            write_status(STATIC, key, "done", map=published_map(key, result.get(layer, target)))
+
+
+# ----------------------------------------------------------------------------- panels under the viewer
+def prediction_panel(model, result) -> None:
+    """What the model predicts for this image: the same whichever map is shown."""
     from explain.policy import score_word
     from viewer.figures import probability_bars
 
     st.subheader("Prediction")
-    st.plotly_chart(probability_bars(result.class_names, result.probabilities, cam.target, score_word(model)))
-    st.metric("Compute", "cached" if cached else f"{result.timings.get('total', 0.0):.2f} s")
-    st.caption(
-        plain(f"model grid {'x'.join(map(str, result.model_grid))} · {result.device} · raw peak {cam.raw_peak:.3g}")
-    )
-    for note in result.warnings + cam.warnings:
-        st.warning(plain(note))
+    st.plotly_chart(probability_bars(result.class_names, result.probabilities, None, score_word(model)))
 
 
-def exports(volume, model, request, result) -> None:
+def exports(volume, model, request, result, title: str, mask_id: str | None) -> None:
     """The map as NIfTI on the image's own grid, and the JSON report (the viewer exports the PNG it shows)."""
     from explain.io.write import nifti_bytes
-    from explain.report import report
+    from explain.report import file_stem, report, settings_of
 
     cam = chosen(request, result)
     st.subheader("Export")
-    c1, c2 = st.columns(2)
-    stem = f"cam_{cam.method}_{cam.layer.replace('.', '-')}_{cam.target}"
+    stem = file_stem(cam.method, cam.layer, cam.target)
     # Built only when clicked (deferred data): a full-resolution NIfTI is tens of MB.
-    c1.download_button("Map as NIfTI (the input's grid and affine)", lambda: nifti_bytes(cam.cam, volume.affine),
+    st.download_button("Map as NIfTI (the input's grid and affine)", lambda: nifti_bytes(cam.cam, volume.affine),
                        f"{stem}.nii.gz", mime="application/gzip", key="dl_nifti")  # fmt: skip
-    record = lambda: report(  # noqa: E731 - deferred: built when clicked
-        request, result, cam.layer if request.layers else "", cam.target, volume_name=volume.source,
-        model_name=model.source, model_card=model.card.to_dict(),
-    )  # fmt: skip
-    c2.download_button("JSON report", lambda: json.dumps(record(), indent=2), f"{stem}.json",
+
+    def full_report() -> str:
+        out = report(request, result, cam.layer if request.layers else "", cam.target, volume_name=volume.source,
+                     model_name=model.source, model_card=model.card.to_dict(),
+                     settings=settings_of(request, cam.target_name, overlay=mask_id))  # fmt: skip
+        out["title"] = title
+        out["facts"], _ = map_facts(model, volume, request, result, None, None)
+        scored = stores()["published"].get(f"facts:{status_key(request.key(), mask_id)}") if mask_id else None
+        out["localisation"] = scored[0] if scored else None
+        out["sanity"] = stores()["sanity"].get(request.key())
+        return json.dumps(out, indent=2)
+
+    st.download_button("JSON report (settings, scores, sanity)", full_report, f"{stem}.json",
                        mime="application/json", key="dl_json")  # fmt: skip
     st.caption(f"camviewer {__version__} · engine calls this server: {stores()['stats']['engine_calls']} · "
                "the PNG of what you see is in the viewer's toolbar")  # fmt: skip
 
 
-def checks(model, volume, request, result, mask) -> None:
-    """Localisation against a mask, and the sanity check, for the map on screen (built only when asked for)."""
-    from explain.trust.localisation import localise, target_mask
-    from viewer.panels import localisation_panel, sanity_panel
+def checks(model, volume, request, result, title: str) -> None:
+    """The sanity check of the map on screen: its button, then its progress (with Stop), then its result."""
+    from explain.trust.sanity import cascade
+    from viewer.panels import sanity_panel
 
     cam = chosen(request, result)
-    st.subheader("Checks")
-    if mask is not None:
-        localisation_panel(localise(cam.cam, target_mask(mask, cam.target), 0.5).to_dict())
-    found = stores()["sanity"].get(request.key())
-    if found is None and st.button("Run the sanity check: randomise the model block by block, from the top",
-                                   key="sanity_run"):  # fmt: skip
-        from explain.trust.sanity import cascade
+    key = request.key()
+    st.subheader("Sanity check")
+    found = stores()["sanity"].get(key)
+    running = st.session_state.get("sanity_running")
+    if found is None and running and running["key"] == key:  # a run that ended before its last block
+        st.warning(f"The sanity check of {plain(title)} stopped after {running['done']} of {running['total'] or '?'} "
+                   "blocks (Stop was pressed, or the page changed). Run it again to see its verdict.")  # fmt: skip
+    st.session_state.pop("sanity_running", None)
+    if found is None:
+        slot = st.empty()
+        if not slot.button("Run the sanity check: randomise the model block by block, from the top", key="sanity_run"):
+            return
+        with slot.container():
+            bar = st.progress(0.0, text=f"Sanity check of {title}: computing the original map…")
+            st.button("Stop the sanity check", key="sanity_stop")
+        st.session_state["sanity_running"] = {"key": key, "done": 0, "total": 0}
 
-        with st.spinner("Randomising blocks and recomputing the map…"):
-            layer = request.layers[0] if request.layers else None
-            report = cascade(model, volume, request.method, layer, cam.target, block=request.block)
-            found = stores()["sanity"].put(request.key(), report.to_dict())
-    if found is not None:
-        sanity_panel(found)
+        def progress(_stage: str, done: int, total: int) -> None:
+            st.session_state["sanity_running"].update(done=done, total=total)
+            text = f"Sanity check of {title}: randomised {done} of {total} blocks, recomputing the map each time…"
+            bar.progress(done / max(total, 1), text=text)
+
+        report = cascade(model, volume, request.method, request.layers[0] if request.layers else None, cam.target,
+                         block=request.block, progress=progress)  # fmt: skip
+        st.session_state.pop("sanity_running", None)
+        found = stores()["sanity"].put(key, report.to_dict())
+        slot.empty()
+    sanity_panel(found, title, untrained_warning(model))
 
 
 def show_last(page: Page) -> None:

@@ -37,16 +37,25 @@ def _shown(markdown: str) -> str:
 
 
 def _title(at: AppTest) -> str:
-    """The bold title above the viewer: 'method · layer · class', as computed."""
-    bold = [_shown(m.value) for m in at.main.markdown if m.value.startswith("**")]
-    assert bold, "no map title on the page"
-    return bold[-1].strip("*")
+    """The title of the map the viewer was given: 'method · layer · class' (the viewer writes it above the map
+    once the map is drawn; nothing else on the page names a map)."""
+    maps = _payload(at)["maps"]
+    assert maps, "no map in the viewer's payload"
+    return maps[0]["title"]
 
 
 def _payload(at: AppTest) -> dict:
     component = [x for x in at.main if getattr(x, "type", None) == "bidi_component"]
     assert component, "the slice viewer is not on the page"
     return json.loads(component[0].proto.json)
+
+
+def _facts(at: AppTest) -> list[str]:
+    """The facts that travel with the first map (in its status file while it was pending)."""
+    entry = _payload(at)["maps"][0]
+    if "status_url" in entry:
+        return json.loads((ROOT / entry["status_url"].removeprefix("app/")).read_text())["facts"]
+    return entry["facts"]
 
 
 def _map_url(payload: dict) -> str:
@@ -264,12 +273,13 @@ def test_sanity_check_and_localisation_on_the_page(tmp_path, monkeypatch):
     at = _app(tmp_path, monkeypatch)
     at.sidebar.checkbox(key="sample_mask").check().run()
     assert not _errors(at)
-    pointing = [m for m in at.metric if m.label == "Pointing game"]
-    assert pointing and pointing[0].value == "hit"  # the sample CNN's Grad-CAM peak is in the bright lesion
+    facts = _facts(at)  # the viewer writes them beside the map they score, once it is drawn
+    assert any(f.startswith("pointing game: hit") for f in facts), facts  # the CNN's peak is in the bright lesion
     at.button(key="sanity_run").click().run()
     assert not _errors(at)
-    verdicts = [_shown(x.value) for x in (*at.success, *at.warning) if "learned" in _shown(x.value)]
+    verdicts = [_shown(x.value) for x in (*at.success, *at.warning) if "learned weights" in _shown(x.value)]
     assert verdicts, "no sanity verdict on the page"
+    assert any("Tested: Grad-CAM · features.block3 · bright lesion" in _shown(c.value) for c in at.caption)
 
 
 @pytest.fixture(scope="module")

@@ -170,7 +170,7 @@ def test_c_and_r_in_the_viewer_reach_neither_streamlit_nor_the_server(page, serv
     # An observation window for something that must not happen (a rerun): a loaded machine can only make it
     # pass late, never fail wrongly; the control below shows the same window does catch a rerun.
     page.wait_for_timeout(800)
-    assert page.locator('[role="dialog"]').count() == 0, "Streamlit's clear-cache dialog opened"
+    assert page.locator('[role="dialog"]:visible').count() == 0, "Streamlit's clear-cache dialog opened"
     assert ws.sent == 0 and ws.received == 0, (ws.sent, ws.received)
     assert attr(page, ROOT_SEL, "data-active") == "coronal" and attr(page, ROOT_SEL, "data-radiological") == "0"
     # Control: the same key outside the viewer is Streamlit's (a rerun goes to the server).
@@ -183,6 +183,8 @@ def test_display_controls_and_crosshair_cost_no_websocket_bytes(page, server):
     ws = WebSocketBytes(page)
     open_view(page, server, "case=sample&compare=1")
     ws.reset()
+    assert attr(page, ROOT_SEL, "data-layout") == "compare"  # two maps open side by side; back to the 3 planes
+    page.select_option('[data-testid="cv-layout"]', "1x3")
     width_before = page.locator('[data-testid="cv-width"]').input_value()
     stage = page.locator('.cv-grid [data-plane="axial"] .cv-stage')
     box = stage.bounding_box()
