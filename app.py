@@ -766,7 +766,8 @@ def viewer(page: Page, volume, request, title, mask, mask_names=None, mask_id=No
             maps.append(pending_map(STATIC, status_key(key, mask_id), title, key=key))
         maps[0]["model"] = page.model_name or ""
         maps += compared(page, volume, request)
-    elif page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
+    elif not message and page.volume == volume.content_hash and (found := stores()["requests"].get(page.shown)):
+        # the last good map stays after a failure; a class without a map shows none, with the message as title
         last = page.history[-1] if page.history else None
         maps.append(
             map_entry(last.title if last else "last map", page.shown, published_map(page.shown, chosen(*found)))

@@ -45,3 +45,11 @@ def test_colour_maps_put_high_importance_at_the_hot_end():
 def test_figures_build():
     bars = probability_bars(["a", "b"], np.array([0.3, 0.7]), 1).data[0]
     assert list(bars.x) == [0.3, 0.7] and list(bars.marker.color) == ["#4e79a7", "#f28e2b"]  # the target highlighted
+
+
+def test_auto_window_of_a_flat_foreground_spans_the_whole_range():
+    data = np.full((20, 20, 20), 100, np.int16)
+    data[5, 5, 5] = data[10, 10, 10] = 1000  # two bright dots: the foreground is constant
+    width, level = auto_window(data)
+    assert (level - width / 2, level + width / 2) == (100.0, 1000.0)
+    assert auto_window(np.full((4, 4), 7.0))[0] == 1.0

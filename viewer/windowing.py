@@ -22,7 +22,9 @@ def auto_window(data: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> tu
     if foreground.size == 0:
         foreground = flat
     lo, hi = np.percentile(foreground, [lower, upper])
-    width = max(float(hi - lo), 1e-6)
+    if hi <= lo:  # a constant foreground (a few bright dots on a flat background): span the whole range instead
+        lo, hi = float(flat.min()), float(flat.max())
+    width = float(hi - lo) if hi > lo else 1.0
     return width, float(lo + width / 2)
 
 

@@ -26,9 +26,10 @@ export function autoWindow(sorted) {
   let first = 0;
   while (first < sorted.length && sorted[first] <= min) first++;
   const fg = first < sorted.length ? sorted.subarray(first) : sorted;
-  const lo = quantile(fg, 0.005);
-  const hi = quantile(fg, 0.995);
-  const width = Math.max(hi - lo, 1e-6);
+  let lo = quantile(fg, 0.005);
+  let hi = quantile(fg, 0.995);
+  if (hi <= lo) [lo, hi] = [sorted[0], sorted[sorted.length - 1]]; // a constant foreground: the whole range
+  const width = hi > lo ? hi - lo : 1;
   return { width, level: lo + width / 2 };
 }
 

@@ -37,7 +37,14 @@ export class MapSlot {
     const key = entry.status_url || entry.url;
     this.title = entry.title || "map";
     this.requestKey = entry.key || key;
-    if (key === this.key) return;
+    if (key === this.key) {
+      // The same map with new facts (a mask added, localisation scores with it): a new object, so it is redrawn.
+      if (!entry.status_url && this.shown?.desc.url === entry.url && factsChanged(this.shown, entry)) {
+        this.shown = { ...this.shown, facts: entry.facts || [], warnings: entry.warnings || [], model: entry.model || "" };
+        this.onChange(this);
+      }
+      return;
+    }
     this.stop();
     this.key = key;
     this.status = null;
@@ -87,6 +94,11 @@ export class MapSlot {
   dispose() {
     this.stop();
   }
+}
+
+function factsChanged(shown, entry) {
+  const same = (a, b) => JSON.stringify(a || []) === JSON.stringify(b || []);
+  return !same(shown.facts, entry.facts) || !same(shown.warnings, entry.warnings) || (shown.model || "") !== (entry.model || "");
 }
 
 /** The mask layer: labels (nearest voxel, colour per label) or a map drawn at half its peak. */

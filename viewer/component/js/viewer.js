@@ -73,6 +73,7 @@ export class Viewer {
     if (anatomyChanged) this.loadAnatomy(data);
     if (!this.slots.length && !(data.maps || []).length) this.drawnShown = undefined; // the message may have changed
     this.setMaps(data.maps || [], data.options?.compare_plane);
+    if (!(data.maps || []).length && this.anatomy?.data) this.renderAll(); // no slot will call back: clear now
     this.mask.request(data.mask || null);
     this.controls.maskGroup.hidden = !data.mask;
   }
