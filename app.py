@@ -774,7 +774,8 @@ def viewer(page: Page, volume, request, title, mask, mask_names=None, mask_id=No
         )
     labels = None
     if mask is not None:
-        labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, f"mask:{volume.content_hash}")
+        labels_key = f"mask:{volume.content_hash}:{mask_id or digest(np.ascontiguousarray(mask).tobytes())}"
+        labels = publish_labels(np.rint(mask).astype(np.uint8), volume.affine, STATIC, labels_key)
     payload = camviewer_payload(STATIC, anatomy(volume), maps=maps, mask=labels, mask_names=mask_names)
     payload["options"]["view"] = link_view(page, volume)
     payload["message"] = message
@@ -879,7 +880,7 @@ def prediction_panel(model, result) -> None:
     from viewer.figures import probability_bars
 
     st.subheader("Prediction")
-    st.plotly_chart(probability_bars(result.class_names, result.probabilities, None, score_word(model)))
+    st.html(probability_bars(result.class_names, result.probabilities, score_word(model)))
 
 
 def exports(volume, model, request, result, title: str, mask_id: str | None) -> None:

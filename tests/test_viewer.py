@@ -42,9 +42,11 @@ def test_colour_maps_put_high_importance_at_the_hot_end():
         assert table.shape == (256, 3) and luminance[-1] > luminance[0] + 100, name
 
 
-def test_figures_build():
-    bars = probability_bars(["a", "b"], np.array([0.3, 0.7]), 1).data[0]
-    assert list(bars.x) == [0.3, 0.7] and list(bars.marker.color) == ["#4e79a7", "#f28e2b"]  # the target highlighted
+def test_probability_bars_are_html_with_escaped_names():
+    bars = probability_bars(["bright lesion", "<b>x</b>"], np.array([0.3, 0.7]), "probability")
+    assert bars.count('class="cv-bar-row"') == 2
+    assert 'style="width:30.0%"' in bars and 'style="width:70.0%"' in bars and ">70.0%<" in bars
+    assert "&lt;b&gt;x&lt;/b&gt;" in bars and "<b>x</b>" not in bars  # a hostile card's names stay text
 
 
 def test_auto_window_of_a_flat_foreground_spans_the_whole_range():
