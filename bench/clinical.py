@@ -9,6 +9,18 @@ Each variant runs in its own process; peak memory is the increase of VmHWM over 
 model and the volume were built (the baseline is reported too):
 - ours: `explain()` HiResCAM for one class, end to end (preprocessing, windows, stitching, mapping back);
 - monai: `monai.inferers.sliding_window_inference` on our preprocessed input (no gradients), the same windows.
+
+And the same CT through the bundled nnU-Net sample folder (a 48^3 patch at 2 mm, trained by nnU-Net's own
+trainer; its weights are irrelevant to time and memory):
+- ours-nnunet: `explain()` HiResCAM for one class at the folder's default layer, end to end;
+- nnunet: nnU-Net's own `nnUNetPredictor.predict_single_npy_array` (preprocessing, Gaussian windows, resampling
+  back; mirroring off, as a map has none), set up without its checkpoint loader as tests/test_nnunet.py does.
+
+And through a MONAI bundle laid out as the Model Zoo's spleen_ct_segmentation (its own values: UNet 16-256, 96^3
+roi, overlap 0.5; seeded random weights), read from a NIfTI file of the same CT:
+- ours-bundle: `explain()` HiResCAM for one class, end to end (the bundle's transforms, windows, inverse);
+- bundle: MONAI's own pipeline built from the config by `ConfigParser` (preprocessing, `SlidingWindowInferer`,
+  post-processing with `Invertd`), as tests/test_bundles.py builds its oracle.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 ROOT_SHAPE = (512, 512, 300)
 SPACING = (0.78, 0.78, 1.5)
@@ -34,6 +47,7 @@ CARD = {
 UNET = {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "channels": [16, 32, 64, 128, 256],
         "strides": [2, 2, 2, 2], "num_res_units": 2, "norm": "batch"}  # fmt: skip
 LAYER = "model.1.submodule.1.submodule.1.submodule.0"  # the third encoder level
+NNUNET = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "nnunet_lesions"
 
 CHILD = r"""
 import json, sys, time, ctypes, gc
@@ -84,6 +98,108 @@ print(json.dumps({"variant": variant, "seconds": seconds, "peak": peak, "baselin
 """
 
 
+CHILD_NNUNET = r"""
+import json, sys, time, ctypes, gc
+import numpy as np, torch
+sys.path.insert(0, ".")
+from bench.clinical import NNUNET, ROOT_SHAPE, SPACING, phantom
+from explain.io.volume import make_volume
+variant = sys.argv[1]
+status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+data = phantom()
+if variant == "ours-nnunet":
+    from explain.models.load import load_model
+    from explain.request import explain
+    model = load_model(NNUNET)
+    volume = make_volume(data, np.diag([*SPACING, 1.0]), "ct")
+else:
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from explain.limits import return_freed_memory
+    return_freed_memory()  # the same allocator setting as ours
+    plans, dataset = (json.loads((NNUNET / n).read_text()) for n in ("plans.json", "dataset.json"))
+    checkpoint = torch.load(NNUNET / "fold_0" / "checkpoint_final.pth", weights_only=False)  # our own sample
+    manager = PlansManager(plans)
+    config = manager.get_configuration(checkpoint["init_args"]["configuration"])
+    network = get_network_from_plans(
+        config.network_arch_class_name, config.network_arch_init_kwargs, config.network_arch_init_kwargs_req_import,
+        len(dataset["channel_names"]), len(dataset["labels"]), allow_init=True, deep_supervision=False)
+    predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+    predictor.manual_initialization(network, manager, config, [checkpoint["network_weights"]], dataset,
+                                    checkpoint["trainer_name"], checkpoint["inference_allowed_mirroring_axes"])
+    image = np.ascontiguousarray(data.transpose(2, 1, 0)[None])  # SimpleITK's axis order, as nnU-Net reads files
+    props = {"spacing": [SPACING[2], SPACING[1], SPACING[0]]}
+gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0); open("/proc/self/clear_refs", "w").write("5")
+base = status("VmRSS:")
+t0 = time.perf_counter()
+if variant == "ours-nnunet":
+    result = explain(model, volume, "hirescam", None, target=1, device="cpu")
+    cam = result.get()
+    extra = {"windows": cam.windows, "window": list(cam.window or ()), "grid": list(result.model_grid)}
+else:
+    labels = predictor.predict_single_npy_array(image, props, None, None, False)
+    extra = {"labels": int(len(np.unique(labels)))}
+seconds = time.perf_counter() - t0
+print(json.dumps({"variant": variant, "seconds": seconds, "peak": status("VmHWM:") - base, "baseline": base, **extra}))
+"""
+
+
+CHILD_BUNDLE = r"""
+import json, sys, time, ctypes, gc, tempfile
+from pathlib import Path
+import numpy as np, torch, nibabel as nib
+sys.path.insert(0, ".")
+from bench.clinical import SPACING, phantom, spleen_bundle
+variant = sys.argv[1]
+status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+work = Path(tempfile.mkdtemp())
+bundle = spleen_bundle(work)
+image = work / "ct.nii"
+nib.save(nib.Nifti1Image(np.rint(phantom()).astype(np.int16), np.diag([*SPACING, 1.0])), str(image))
+if variant == "ours-bundle":
+    from explain.io.load import load_volume
+    from explain.models.load import load_model
+    from explain.request import explain
+    model, volume = load_model(bundle), load_volume(image)
+else:
+    from explain.limits import return_freed_memory
+    from tests.test_bundles import _theirs
+    return_freed_memory()  # the same allocator setting as ours
+gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0); open("/proc/self/clear_refs", "w").write("5")
+base = status("VmRSS:")
+t0 = time.perf_counter()
+if variant == "ours-bundle":
+    result = explain(model, volume, "hirescam", None, target=1, device="cpu")
+    cam = result.get()
+    extra = {"windows": cam.windows, "window": list(cam.window or ()), "grid": list(result.model_grid)}
+else:
+    _theirs(bundle, str(image))
+    extra = {}
+seconds = time.perf_counter() - t0
+print(json.dumps({"variant": variant, "seconds": seconds, "peak": status("VmHWM:") - base, "baseline": base, **extra}))
+"""
+
+
+def spleen_bundle(root: Path) -> Path:
+    """The test suite's spleen bundle with the Model Zoo's own sizes (the tests shrink the network and roi)."""
+    import torch
+    from monai.networks.nets import UNet
+
+    from tests.bundles import write_bundle
+
+    folder = write_bundle(root, "spleen")
+    config_file = folder / "configs" / "inference.json"
+    config = json.loads(config_file.read_text())
+    config["network_def"].update(channels=[16, 32, 64, 128, 256], strides=[2, 2, 2, 2])
+    config["inferer"]["roi_size"] = [96, 96, 96]
+    config_file.write_text(json.dumps(config, indent=2))
+    spec = {k: v for k, v in config["network_def"].items() if k != "_target_"}
+    torch.manual_seed(0)
+    torch.save(UNet(**spec).state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
 def phantom():
     """A 512 x 512 x 300 body: air outside an elliptic trunk of fat and soft tissue, a spine and an organ (HU)."""
     import numpy as np
@@ -106,8 +222,9 @@ def phantom():
 
 
 def run(variant: str, device: str) -> dict:
+    child = CHILD_NNUNET if "nnunet" in variant else CHILD_BUNDLE if "bundle" in variant else CHILD
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, variant, device], capture_output=True, text=True, timeout=7200,
+        [sys.executable, "-c", child, variant, device], capture_output=True, text=True, timeout=7200,
         env={"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore", "CAMVIEWER_MAX_BYTES": str(2 * 1024**3)},
     )  # fmt: skip
     if proc.returncode != 0:
@@ -140,7 +257,52 @@ def main(devices: list[str]) -> str:
             "needs a backward pass as well as the forward).",
             "",
         ]
+    if "cpu" in devices:
+        lines += nnunet_rows() + bundle_rows()
     return "\n".join(lines)
+
+
+def bundle_rows() -> list[str]:
+    """The same CT through a spleen-layout MONAI bundle: our map against MONAI's own pipeline (CPU)."""
+    ours, theirs = run("ours-bundle", "cpu"), run("bundle", "cpu")
+    gib = 1024**3
+    return [
+        f"**MONAI bundle, cpu** (spleen_ct_segmentation's layout and sizes): model grid "
+        f"{'x'.join(map(str, ours['grid']))}, {ours['windows']} windows of {'x'.join(map(str, ours['window']))}.",
+        "",
+        "| | seconds | windows per second | peak memory above baseline | baseline |",
+        "|---|---|---|---|---|",
+        f"| ours: one HiResCAM map, end to end, first map of a fresh process | {ours['seconds']:.1f} | "
+        f"{ours['windows'] / ours['seconds']:.2f} | {ours['peak'] / gib:.2f} GiB | {ours['baseline'] / gib:.2f} GiB |",
+        f"| MONAI's pipeline from the config (`ConfigParser`): preprocessing, inferer, `Invertd` | "
+        f"{theirs['seconds']:.1f} | {ours['windows'] / theirs['seconds']:.2f} | {theirs['peak'] / gib:.2f} GiB | "
+        f"{theirs['baseline'] / gib:.2f} GiB |",
+        "",
+        f"One map takes **{ours['seconds'] / theirs['seconds']:.2f}x** the bundle's own prediction of the same case "
+        "(target: at most 3x).",
+        "",
+    ]
+
+
+def nnunet_rows() -> list[str]:
+    """The same CT through the bundled nnU-Net folder: our map against nnU-Net's own prediction (CPU)."""
+    ours, theirs = run("ours-nnunet", "cpu"), run("nnunet", "cpu")
+    gib = 1024**3
+    return [
+        f"**nnU-Net folder, cpu** (the bundled sample): model grid {'x'.join(map(str, ours['grid']))} (the CT at "
+        f"2 mm), {ours['windows']} windows of {'x'.join(map(str, ours['window']))}, nnU-Net's steps and Gaussian.",
+        "",
+        "| | seconds | windows per second | peak memory above baseline | baseline |",
+        "|---|---|---|---|---|",
+        f"| ours: one HiResCAM map, end to end, first map of a fresh process | {ours['seconds']:.1f} | "
+        f"{ours['windows'] / ours['seconds']:.2f} | {ours['peak'] / gib:.2f} GiB | {ours['baseline'] / gib:.2f} GiB |",
+        f"| nnU-Net's `nnUNetPredictor` prediction, no mirroring | {theirs['seconds']:.1f} | "
+        f"{ours['windows'] / theirs['seconds']:.2f} | {theirs['peak'] / gib:.2f} GiB | {theirs['baseline'] / gib:.2f} GiB |",
+        "",
+        f"One map takes **{ours['seconds'] / theirs['seconds']:.2f}x** nnU-Net's own prediction of the same case "
+        "(target: at most 3x).",
+        "",
+    ]
 
 
 if __name__ == "__main__":
