@@ -221,11 +221,17 @@ def phantom():
     return volume + noise
 
 
+# nnU-Net's own preprocessing of the whole CT (float64 resampling, its crop and a copy per step) needs about 1.8 GiB
+# by itself: under the app's default 2 GiB it is refused in one sentence, so the framework rows run under 8 GiB.
+FRAMEWORK_BYTES = 8 * 1024**3
+
+
 def run(variant: str, device: str) -> dict:
     child = CHILD_NNUNET if "nnunet" in variant else CHILD_BUNDLE if "bundle" in variant else CHILD
     proc = subprocess.run(
         [sys.executable, "-c", child, variant, device], capture_output=True, text=True, timeout=7200,
-        env={"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore", "CAMVIEWER_MAX_BYTES": str(2 * 1024**3)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore",
+             "CAMVIEWER_MAX_BYTES": str(FRAMEWORK_BYTES if child is not CHILD else 2 * 1024**3)},
     )  # fmt: skip
     if proc.returncode != 0:
         raise SystemExit(f"{variant} on {device} failed:\n{proc.stderr[-3000:]}")
@@ -268,7 +274,8 @@ def bundle_rows() -> list[str]:
     gib = 1024**3
     return [
         f"**MONAI bundle, cpu** (spleen_ct_segmentation's layout and sizes): model grid "
-        f"{'x'.join(map(str, ours['grid']))}, {ours['windows']} windows of {'x'.join(map(str, ours['window']))}.",
+        f"{'x'.join(map(str, ours['grid']))}, budget 8 GiB, {ours['windows']} windows of "
+        f"{'x'.join(map(str, ours['window']))}.",
         "",
         "| | seconds | windows per second | peak memory above baseline | baseline |",
         "|---|---|---|---|---|",
@@ -290,7 +297,7 @@ def nnunet_rows() -> list[str]:
     gib = 1024**3
     return [
         f"**nnU-Net folder, cpu** (the bundled sample): model grid {'x'.join(map(str, ours['grid']))} (the CT at "
-        f"2 mm), {ours['windows']} windows of {'x'.join(map(str, ours['window']))}, nnU-Net's steps and Gaussian.",
+        f"2 mm), budget 8 GiB, {ours['windows']} windows of {'x'.join(map(str, ours['window']))}, nnU-Net's steps and Gaussian.",
         "",
         "| | seconds | windows per second | peak memory above baseline | baseline |",
         "|---|---|---|---|---|",
