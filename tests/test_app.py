@@ -19,11 +19,12 @@ from tests.conftest import ROOT, SAMPLE
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
-def _app(tmp_path, monkeypatch, **env) -> AppTest:
+def _app(tmp_path, monkeypatch, timeout: int = 300, **env) -> AppTest:
+    """The app after its first run, with its state under `tmp_path` and `env` set (deadline per run: `timeout`)."""
     monkeypatch.setenv("CAMVIEWER_STATE_DIR", str(tmp_path / "state"))
     for k, v in env.items():
         monkeypatch.setenv(k, str(v))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout).run()
 
 
 def _component(at: AppTest):

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from explain.policy import SERVER_MODELS, UPLOAD_MODEL
 from tests.bundles import write_bundle
-from tests.conftest import ROOT
+from tests.test_app import _app as app_after_first_run
 from tests.test_app import _decode, _payload, _shown_map
 from tests.test_hostile_models import nnunet_folder
 
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def _app(tmp_path, monkeypatch, **env) -> AppTest:
-    monkeypatch.setenv("CAMVIEWER_STATE_DIR", str(tmp_path / "state"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, str(v))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+    return app_after_first_run(tmp_path, monkeypatch, timeout=600, **env)  # nnU-Net's preprocessing takes longer
 
 
 def _overlay_names(at: AppTest) -> dict:

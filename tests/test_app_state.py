@@ -20,16 +20,10 @@ from streamlit.testing.v1 import AppTest
 
 from explain.policy import UPLOAD_MODEL
 from tests.conftest import ROOT, SAMPLE
+from tests.test_app import _app
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 NIB_DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
-
-
-def _app(tmp_path, monkeypatch, **env) -> AppTest:
-    monkeypatch.setenv("CAMVIEWER_STATE_DIR", str(tmp_path / "state"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, str(v))
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
 
 
 def _shown(markdown: str) -> str:
