@@ -50,11 +50,11 @@ LAYER = "model.1.submodule.1.submodule.1.submodule.0"  # the third encoder level
 NNUNET = Path(__file__).resolve().parent.parent / "sample_data" / "models" / "nnunet_lesions"
 
 CHILD = r"""
-import json, sys, time, ctypes, gc
+import json, sys, time
 import numpy as np, torch
 from monai.networks.nets import UNet
 sys.path.insert(0, ".")
-from bench.clinical import CARD, LAYER, ROOT_SHAPE, SPACING, UNET, phantom
+from bench.clinical import CARD, LAYER, ROOT_SHAPE, SPACING, UNET, phantom, process_bytes, reset_peak
 from explain.io.volume import make_volume
 from explain.models.cards import ModelCard
 from explain.models.loaded import LoadedModel
@@ -64,9 +64,7 @@ module = UNet(**UNET).eval().to(device)
 card = ModelCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in CARD.items()})
 model = LoadedModel(module, card, "bench-clinical", "UNet (spleen layout)", "weights", tuple(CARD["input_shape"]))
 volume = make_volume(phantom(), np.diag([*SPACING, 1.0]), "ct")
-status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
-gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0); open("/proc/self/clear_refs", "w").write("5")
-base = status("VmRSS:")
+base = reset_peak()
 if device == "cuda":
     torch.cuda.reset_peak_memory_stats()
 t0 = time.perf_counter()
@@ -93,23 +91,21 @@ else:
 if device == "cuda":
     torch.cuda.synchronize()
 seconds = time.perf_counter() - t0
-peak = torch.cuda.max_memory_allocated() if device == "cuda" else status("VmHWM:") - base
+peak = torch.cuda.max_memory_allocated() if device == "cuda" else process_bytes("VmHWM:") - base
 print(json.dumps({"variant": variant, "seconds": seconds, "peak": peak, "baseline": base, **extra}))
 """
 
 
 CHILD_NNUNET = r"""
-import json, sys, time, ctypes, gc
+import json, sys, time
 import numpy as np, torch
 sys.path.insert(0, ".")
-from bench.clinical import NNUNET, ROOT_SHAPE, SPACING, phantom
+from bench.clinical import NNUNET, ROOT_SHAPE, SPACING, one_map, phantom, process_bytes, reset_peak
 from explain.io.volume import make_volume
 variant = sys.argv[1]
-status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
 data = phantom()
 if variant == "ours-nnunet":
     from explain.models.load import load_model
-    from explain.request import explain
     model = load_model(NNUNET)
     volume = make_volume(data, np.diag([*SPACING, 1.0]), "ct")
 else:
@@ -130,29 +126,25 @@ else:
                                     checkpoint["trainer_name"], checkpoint["inference_allowed_mirroring_axes"])
     image = np.ascontiguousarray(data.transpose(2, 1, 0)[None])  # SimpleITK's axis order, as nnU-Net reads files
     props = {"spacing": [SPACING[2], SPACING[1], SPACING[0]]}
-gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0); open("/proc/self/clear_refs", "w").write("5")
-base = status("VmRSS:")
+base = reset_peak()
 t0 = time.perf_counter()
 if variant == "ours-nnunet":
-    result = explain(model, volume, "hirescam", None, target=1, device="cpu")
-    cam = result.get()
-    extra = {"windows": cam.windows, "window": list(cam.window or ()), "grid": list(result.model_grid)}
+    extra = one_map(model, volume)
 else:
     labels = predictor.predict_single_npy_array(image, props, None, None, False)
     extra = {"labels": int(len(np.unique(labels)))}
 seconds = time.perf_counter() - t0
-print(json.dumps({"variant": variant, "seconds": seconds, "peak": status("VmHWM:") - base, "baseline": base, **extra}))
+print(json.dumps({"variant": variant, "seconds": seconds, "peak": process_bytes("VmHWM:") - base, "baseline": base, **extra}))
 """
 
 
 CHILD_BUNDLE = r"""
-import json, sys, time, ctypes, gc, tempfile
+import json, sys, time, tempfile
 from pathlib import Path
 import numpy as np, torch, nibabel as nib
 sys.path.insert(0, ".")
-from bench.clinical import SPACING, phantom, spleen_bundle
+from bench.clinical import SPACING, one_map, phantom, process_bytes, reset_peak, spleen_bundle
 variant = sys.argv[1]
-status = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
 work = Path(tempfile.mkdtemp())
 bundle = spleen_bundle(work)
 image = work / "ct.nii"
@@ -160,25 +152,48 @@ nib.save(nib.Nifti1Image(np.rint(phantom()).astype(np.int16), np.diag([*SPACING,
 if variant == "ours-bundle":
     from explain.io.load import load_volume
     from explain.models.load import load_model
-    from explain.request import explain
     model, volume = load_model(bundle), load_volume(image)
 else:
     from explain.limits import return_freed_memory
     from tests.test_bundles import _theirs
     return_freed_memory()  # the same allocator setting as ours
-gc.collect(); ctypes.CDLL("libc.so.6").malloc_trim(0); open("/proc/self/clear_refs", "w").write("5")
-base = status("VmRSS:")
+base = reset_peak()
 t0 = time.perf_counter()
 if variant == "ours-bundle":
-    result = explain(model, volume, "hirescam", None, target=1, device="cpu")
-    cam = result.get()
-    extra = {"windows": cam.windows, "window": list(cam.window or ()), "grid": list(result.model_grid)}
+    extra = one_map(model, volume)
 else:
     _theirs(bundle, str(image))
     extra = {}
 seconds = time.perf_counter() - t0
-print(json.dumps({"variant": variant, "seconds": seconds, "peak": status("VmHWM:") - base, "baseline": base, **extra}))
+print(json.dumps({"variant": variant, "seconds": seconds, "peak": process_bytes("VmHWM:") - base, "baseline": base, **extra}))
 """
+
+
+def process_bytes(key: str) -> int:
+    """A figure of this process from /proc/self/status (VmRSS, VmHWM), in bytes."""
+    with open("/proc/self/status") as status:
+        return int(next(line for line in status if line.startswith(key)).split()[1]) * 1024
+
+
+def reset_peak() -> int:
+    """Free what can be freed, reset the kernel's peak (VmHWM) to now, and return the resident bytes: the baseline."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return process_bytes("VmRSS:")
+
+
+def one_map(model, volume) -> dict:
+    """Our HiResCAM map of class 1 at the model's default layer, end to end on the CPU; what it was made of."""
+    from explain.request import explain
+
+    result = explain(model, volume, "hirescam", None, target=1, device="cpu")
+    cam = result.get()
+    return {"windows": cam.windows, "window": list(cam.window or ()), "grid": list(result.model_grid)}
 
 
 def spleen_bundle(root: Path) -> Path:
